@@ -1,0 +1,1 @@
+"""Offline pipeline: ingest, features, training, evaluation, export."""

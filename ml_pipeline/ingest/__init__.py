@@ -1,0 +1,1 @@
+"""Loaders for real data (MPD JSON, audio-feature CSVs, lyrics) into the database."""

@@ -1,0 +1,3 @@
+"""Shared domain code: settings, schema, data access, event types.
+
+Apps and the pipeline import these; nothing here imports them."""

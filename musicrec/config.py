@@ -1,0 +1,73 @@
+"""The one configuration object. Defaults give the embedded mode; environment variables switch
+each component to its service (Postgres, Redis, Kafka)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Where embedded-mode state lives (SQLite database, online store, models, runs).
+    var_dir: Path = Field(default=REPO_ROOT / "var")
+
+    # Postgres in services mode, e.g. postgresql+psycopg2://user@host:5432/db.
+    # Empty means the embedded SQLite file var/musicrec.db.
+    database_url: str = ""
+
+    feast_redis_host: str | None = None
+    feast_redis_port: int = 6379
+
+    kafka_bootstrap_servers: str | None = None
+
+    sequential_model_path: Path | None = None
+
+    anthropic_api_key: SecretStr | None = None
+    openai_api_key: SecretStr | None = None
+
+    # Real data. MPD_PATH points at a folder (or file) of MPD slice JSON; the shared data folder
+    # is used when present (it is never copied into the repository).
+    shared_data_dir: Path = Field(default=REPO_ROOT.parent / "shared" / "data")
+    mpd_path: Path | None = None
+
+    @model_validator(mode="after")
+    def _derive_database_url(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.var_dir / 'musicrec.db'}"
+        elif self.database_url.startswith("postgresql://"):
+            # Bare postgresql:// URLs (as docker images and PaaS hand them out) use psycopg2.
+            self.database_url = "postgresql+psycopg2://" + self.database_url[len("postgresql://") :]
+        return self
+
+    @property
+    def database_backend(self) -> Literal["sqlite", "postgresql"]:
+        return "sqlite" if self.database_url.startswith("sqlite") else "postgresql"
+
+    @property
+    def online_store(self) -> Literal["sqlite", "redis"]:
+        return "redis" if self.feast_redis_host else "sqlite"
+
+    @property
+    def event_transport(self) -> Literal["in-process", "kafka"]:
+        return "kafka" if self.kafka_bootstrap_servers else "in-process"
+
+    @property
+    def default_mpd_path(self) -> Path | None:
+        """MPD_PATH if set, else the shared reduced MPD when it is present."""
+        if self.mpd_path is not None:
+            return self.mpd_path
+        reduced = self.shared_data_dir / "mpd_reduced"
+        return reduced if reduced.is_dir() else None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

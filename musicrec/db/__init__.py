@@ -1,0 +1,1 @@
+"""Schema (SQLAlchemy models), engine/session factory and the bulk writer."""

@@ -1,0 +1,189 @@
+"""Typed SQLAlchemy 2 models. Alembic migrations in db/migrations/ create exactly these tables
+(a test compares them)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from musicrec.events import EventType
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT ids on Postgres; SQLite only auto-increments a column declared INTEGER.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+AUDIO_FEATURES = (
+    "danceability",
+    "energy",
+    "key",
+    "loudness",
+    "mode",
+    "speechiness",
+    "acousticness",
+    "instrumentalness",
+    "liveness",
+    "valence",
+    "tempo",
+    "time_signature",
+)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Artist(Base):
+    __tablename__ = "artists"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(512))
+    # Artists are identified by their normalized name: the reduced MPD has no artist URIs.
+    match_key: Mapped[str] = mapped_column(String(512), unique=True)
+    spotify_uri: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Track(Base):
+    __tablename__ = "tracks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    spotify_uri: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(512))
+    artist_id: Mapped[int] = mapped_column(
+        ForeignKey("artists.id", ondelete="RESTRICT"), index=True
+    )
+    album_name: Mapped[str | None] = mapped_column(String(512))
+    album_uri: Mapped[str | None] = mapped_column(String(64))
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    # "<artist key>|<title key>" from musicrec.text.track_key, for joins without a Spotify id.
+    match_key: Mapped[str] = mapped_column(String(1024), index=True)
+
+    danceability: Mapped[float | None] = mapped_column(Float)
+    energy: Mapped[float | None] = mapped_column(Float)
+    key: Mapped[int | None] = mapped_column(SmallInteger)
+    loudness: Mapped[float | None] = mapped_column(Float)
+    mode: Mapped[int | None] = mapped_column(SmallInteger)
+    speechiness: Mapped[float | None] = mapped_column(Float)
+    acousticness: Mapped[float | None] = mapped_column(Float)
+    instrumentalness: Mapped[float | None] = mapped_column(Float)
+    liveness: Mapped[float | None] = mapped_column(Float)
+    valence: Mapped[float | None] = mapped_column(Float)
+    tempo: Mapped[float | None] = mapped_column(Float)
+    time_signature: Mapped[int | None] = mapped_column(SmallInteger)
+    audio_features_source: Mapped[str | None] = mapped_column(String(128))
+
+    genre: Mapped[str | None] = mapped_column(String(128))
+    popularity: Mapped[int | None] = mapped_column(SmallInteger)
+    lyrics: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Playlist(Base):
+    __tablename__ = "playlists"
+    __table_args__ = (UniqueConstraint("source", "pid"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # Dataset the playlist came from (MPD pids are unique only within one dataset).
+    source: Mapped[str] = mapped_column(String(128))
+    pid: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(512))
+    collaborative: Mapped[bool | None]
+    modified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    num_followers: Mapped[int | None] = mapped_column(Integer)
+    num_edits: Mapped[int | None] = mapped_column(Integer)
+    # The listener this playlist stands for (MPD has no listeners of its own).
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class PlaylistTrack(Base):
+    __tablename__ = "playlist_tracks"
+
+    playlist_id: Mapped[int] = mapped_column(
+        ForeignKey("playlists.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="RESTRICT"), index=True)
+
+
+class ListeningEvent(Base):
+    __tablename__ = "listening_events"
+    __table_args__ = (
+        CheckConstraint(
+            "event_type IN (" + ", ".join(f"'{t.value}'" for t in EventType) + ")",
+            name="event_type",
+        ),
+        # Feature windows and the trainer read a user's or a track's events in time order.
+        Index(None, "user_id", "occurred_at"),
+        Index(None, "track_id", "occurred_at"),
+        # Time-range scans over all events (feature windows). BRIN on Postgres: events arrive
+        # roughly in time order, and it costs almost nothing to maintain on bulk inserts.
+        Index(None, "occurred_at", postgresql_using="brin"),
+    )
+
+    # The idempotency key is the identity: no surrogate id and one index fewer to maintain.
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="RESTRICT"))
+    event_type: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ms_played: Mapped[int | None] = mapped_column(Integer)
+    device: Mapped[str | None] = mapped_column(String(32))
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    position: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class UserInterestGraph(Base):
+    __tablename__ = "user_interest_graph"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16))  # "ok" or "failed"
+    graph: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    provider: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    generated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
