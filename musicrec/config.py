@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # is used when present (it is never copied into the repository).
     shared_data_dir: Path = Field(default=REPO_ROOT.parent / "shared" / "data")
     mpd_path: Path | None = None
+    audio_features_path: Path | None = None
+    lyrics_path: Path | None = None
 
     @model_validator(mode="after")
     def _derive_database_url(self) -> Settings:
@@ -66,6 +68,18 @@ class Settings(BaseSettings):
             return self.mpd_path
         reduced = self.shared_data_dir / "mpd_reduced"
         return reduced if reduced.is_dir() else None
+
+    @property
+    def default_audio_features_path(self) -> Path | None:
+        return self.audio_features_path or _existing(self.shared_data_dir / "audio_features")
+
+    @property
+    def default_lyrics_path(self) -> Path | None:
+        return self.lyrics_path or _existing(self.shared_data_dir / "lyrics")
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.exists() else None
 
 
 @lru_cache

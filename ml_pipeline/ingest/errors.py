@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from musicrec.errors import UserError
 
-class IngestError(Exception):
+
+class IngestError(UserError):
     """A file (or one record of it) that cannot be loaded. str() is the one-line message."""
 
     def __init__(self, path: Path, where: str, reason: str) -> None:

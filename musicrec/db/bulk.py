@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -61,6 +61,13 @@ from musicrec.db.models import (
 from musicrec.events import EventType
 from musicrec.records import CatalogBatch, PlaylistRecord
 from musicrec.text import clean_name, match_key, track_key
+
+ARTISTS = cast(Table, Artist.__table__)
+TRACKS = cast(Table, Track.__table__)
+USERS = cast(Table, User.__table__)
+PLAYLISTS = cast(Table, Playlist.__table__)
+PLAYLIST_TRACKS = cast(Table, PlaylistTrack.__table__)
+EVENTS = cast(Table, ListeningEvent.__table__)
 
 _stage = MetaData()
 
@@ -192,13 +199,12 @@ def _drop_staging(conn: Connection) -> None:
 
 
 # The high-volume tables a bulk load fills; their non-unique indexes and foreign keys are rebuilt.
-BULK_TABLES = (Track.__table__, PlaylistTrack.__table__, ListeningEvent.__table__)
+BULK_TABLES = (TRACKS, PLAYLIST_TRACKS, EVENTS)
 
 
 def _drop_secondary(conn: Connection) -> list[ExecutableDDLElement]:
     restore: list[ExecutableDDLElement] = []
     for table in BULK_TABLES:
-        assert isinstance(table, Table)
         for fk in table.foreign_key_constraints:
             conn.execute(DropConstraint(fk))
             restore.append(AddConstraint(fk))
@@ -364,8 +370,7 @@ def _insert(conn: Connection, table: Table) -> Any:
 
 def _merge(conn: Connection) -> WriteCounts:
     counts = WriteCounts()
-    artists, tracks, users = Artist.__table__, Track.__table__, User.__table__
-    playlists, events = Playlist.__table__, ListeningEvent.__table__
+    artists, tracks, users, playlists, events = ARTISTS, TRACKS, USERS, PLAYLISTS, EVENTS
     s_art, s_trk, s_usr = STAGE_ARTISTS.c, STAGE_TRACKS.c, STAGE_USERS.c
     s_pl, s_pt, s_ev = STAGE_PLAYLISTS.c, STAGE_PLAYLIST_TRACKS.c, STAGE_EVENTS.c
 
@@ -435,7 +440,7 @@ def _merge(conn: Connection) -> WriteCounts:
     )
     counts.playlist_tracks = _run_insert(
         conn,
-        PlaylistTrack.__table__,
+        PLAYLIST_TRACKS,
         ["playlist_id", "position", "track_id"],
         select(playlists.c.id, s_pt.position, tracks.c.id)
         .join_from(

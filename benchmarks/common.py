@@ -1,0 +1,54 @@
+"""Shared helpers for benchmarks: throwaway Postgres schemas and JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from musicrec.config import REPO_ROOT
+from musicrec.db.engine import make_engine
+from musicrec.db.migrate import upgrade
+
+DEFAULT_PG_URL = os.environ.get(
+    "BENCH_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
+
+
+@contextmanager
+def scratch_schema(url: str = DEFAULT_PG_URL) -> Iterator[Engine]:
+    """A migrated, empty Postgres schema of its own, dropped afterwards."""
+    admin = make_engine(url)
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = make_engine(f"{url}?options=-csearch_path%3D{schema}")
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def commit_id() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def emit(result: dict[str, Any]) -> None:
+    """One JSON document on stdout: the machine-readable result."""
+    print(json.dumps({"commit": commit_id(), "cpus": os.cpu_count(), **result}, indent=2))

@@ -1,0 +1,64 @@
+"""The `musicrec` command: one entry point for every job (the composition root)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ml_pipeline.ingest.cli import app as ingest_app
+from musicrec.console import cli_errors, console, counts_table
+from musicrec.db import migrate
+from musicrec.db.engine import make_engine
+from musicrec.db.stats import catalog_counts
+
+app = typer.Typer(
+    no_args_is_help=True, help="Real-time music recommender.", pretty_exceptions_enable=False
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
+app.add_typer(db_app, name="db")
+app.add_typer(ingest_app, name="ingest")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Migrate the database to a revision (default: newest)."""
+    with cli_errors():
+        migrate.upgrade(make_engine(), revision)
+    console.print(f"database at {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument()] = "base") -> None:
+    """Migrate the database down to a revision (default: empty)."""
+    with cli_errors():
+        migrate.downgrade(make_engine(), revision)
+    console.print(f"database at {revision}")
+
+
+@app.command()
+def summary() -> None:
+    """Print what the database holds."""
+    with cli_errors():
+        counts = catalog_counts(make_engine())
+    console.print(counts_table("catalog", counts))
+
+
+@app.command()
+def demo(
+    limit: Annotated[
+        int, typer.Option(min=1, help="Playlists of real data to load (keeps the demo short).")
+    ] = 1000,
+    synthetic: Annotated[
+        bool, typer.Option("--synthetic", help="Use generated data even when real data is there.")
+    ] = False,
+) -> None:
+    """Run the main job end to end on the embedded default."""
+    from ml_pipeline.pipeline import DemoOptions, run_demo
+
+    with cli_errors():
+        run_demo(DemoOptions(limit=limit, synthetic=synthetic))
+
+
+if __name__ == "__main__":
+    app()
