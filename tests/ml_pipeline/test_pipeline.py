@@ -1,0 +1,31 @@
+"""The demo pipeline end to end on the embedded default, with and without real data."""
+
+from pathlib import Path
+
+from ml_pipeline.pipeline import STEPS, DemoOptions, run_demo
+from musicrec.config import Settings
+
+
+def test_step_order_is_the_documented_pipeline() -> None:
+    assert [s.name for s in STEPS][:3] == ["migrate", "ingest", "summary"]
+
+
+def test_demo_without_real_data_uses_the_generator(tmp_path: Path) -> None:
+    settings = Settings(var_dir=tmp_path / "var", shared_data_dir=tmp_path / "no-data")
+    ctx = run_demo(DemoOptions(), settings)
+    counts = ctx.results["counts"]
+    assert ctx.results["dataset"] == "synthetic"
+    assert (tmp_path / "var" / "musicrec.db").exists()
+    assert counts["users"] == 300 and counts["tracks"] == 3000
+    assert counts["events_skip"] > 0 and counts["tracks_with_audio_features"] == 3000
+    # Running it again is safe and adds nothing.
+    assert run_demo(DemoOptions(), settings).results["counts"] == counts
+
+
+def test_demo_with_real_data_joins_features(tmp_path: Path, shared_data: Path) -> None:
+    settings = Settings(var_dir=tmp_path / "var", shared_data_dir=shared_data)
+    ctx = run_demo(DemoOptions(limit=60), settings)
+    counts = ctx.results["counts"]
+    assert ctx.results["dataset"] == "mpd"
+    assert counts["playlists"] == 60 and counts["listening_events"] == counts["playlist_tracks"]
+    assert counts["tracks_with_audio_features"] > 0
