@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func, select
 
 from ml_pipeline.ingest.errors import IngestError
 from ml_pipeline.ingest.mpd import mpd_files, parse_file
-from musicrec.db.bulk import WriteCounts, bulk_transaction, write_batch_in
+from musicrec.db.bulk import WriteCounts, bulk_transaction
 from musicrec.db.models import ListeningEvent, PlaylistTrack
 from musicrec.records import CatalogBatch
 
@@ -67,7 +67,7 @@ def load_mpd(
     report = MpdReport()
     pending = CatalogBatch()
     with (
-        bulk_transaction(engine, defer_indexes=defer_indexes) as conn,
+        bulk_transaction(engine, defer_indexes=defer_indexes) as batch_writer,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="mpd-writer") as writer,
     ):
         in_flight: Future[WriteCounts] | None = None
@@ -76,7 +76,7 @@ def load_mpd(
             nonlocal pending, in_flight
             if in_flight is not None:
                 report.written.add(in_flight.result())  # re-raises a failed write
-            in_flight = writer.submit(write_batch_in, conn, pending) if pending.playlists else None
+            in_flight = writer.submit(batch_writer.write, pending) if pending.playlists else None
             pending = CatalogBatch()
 
         for path in files:

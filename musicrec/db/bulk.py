@@ -1,15 +1,19 @@
 """Bulk, idempotent writes of catalog batches.
 
-Rows go first into temporary staging tables (Postgres: COPY; SQLite: executemany), then one
-INSERT ... SELECT ... ON CONFLICT DO NOTHING per table resolves natural keys (URIs, external ids)
-to database ids inside the database. A batch is written inside the caller's transaction, and a
-batch written twice adds nothing the second time.
+A write looks up which of a batch's natural keys (artist keys, track URIs, user ids,
+(source, pid), event ids) the database has already, inserts only the new rows straight into the
+tables (COPY on Postgres, the driver's executemany on SQLite), and reads back the ids the
+database gave them. Existing rows are left alone, so a batch written twice adds nothing the
+second time. A BatchWriter remembers the ids it resolved for the rest of its transaction.
+
+Check-then-insert must not race: writers take a transaction-scoped advisory lock on Postgres
+(SQLite allows one writer at a time anyway).
 
 For a large initial load into Postgres, ``bulk_transaction(defer_indexes=True)`` drops the
 secondary indexes and foreign keys of the big tables for the duration of one transaction and
 rebuilds them at the end: one sorted index build and one set-based foreign-key check instead of
-one index insert and one trigger per row (about 5x faster here). Unique indexes stay, so
-ON CONFLICT still works. The tables are locked for the duration; use it for initial loads.
+one index insert and one trigger per row (about 5x faster here). Unique indexes stay. The tables
+are locked meanwhile; use it for initial loads.
 """
 
 from __future__ import annotations
@@ -20,34 +24,13 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    Connection,
-    DateTime,
-    Engine,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Uuid,
-    and_,
-    literal,
-    select,
-    text,
-    true,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.compiler import compiles
+from sqlalchemy import ARRAY, Connection, Engine, Table, any_, bindparam, select
+from sqlalchemy import Uuid as UuidType
 from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
 from sqlalchemy.sql.ddl import ExecutableDDLElement
-from sqlalchemy.sql.functions import FunctionElement
 
 from musicrec.db.models import (
     AUDIO_FEATURES,
@@ -69,77 +52,43 @@ PLAYLISTS = cast(Table, Playlist.__table__)
 PLAYLIST_TRACKS = cast(Table, PlaylistTrack.__table__)
 EVENTS = cast(Table, ListeningEvent.__table__)
 
-_stage = MetaData()
+# The high-volume tables a bulk load fills; their non-unique indexes and foreign keys are rebuilt.
+BULK_TABLES = (TRACKS, PLAYLIST_TRACKS, EVENTS)
 
-
-def _temp(name: str, *columns: Column[Any]) -> Table:
-    return Table(name, _stage, *columns, prefixes=["TEMPORARY"])
-
-
-STAGE_ARTISTS = _temp(
-    "stage_artists",
-    Column("match_key", String),
-    Column("name", String),
-    Column("spotify_uri", String),
-)
-STAGE_TRACKS = _temp(
-    "stage_tracks",
-    Column("spotify_uri", String),
-    Column("name", String),
-    Column("artist_key", String),
-    Column("album_name", String),
-    Column("album_uri", String),
-    Column("duration_ms", Integer),
-    Column("match_key", String),
-    *[Column(name, Float) for name in AUDIO_FEATURES],
-    Column("genre", String),
-)
-STAGE_USERS = _temp("stage_users", Column("external_id", String), Column("display_name", String))
-STAGE_PLAYLISTS = _temp(
-    "stage_playlists",
-    Column("source", String),
-    Column("pid", BigInteger),
-    Column("name", String),
-    Column("collaborative", Boolean),
-    Column("modified_at", DateTime(timezone=True)),
-    Column("num_followers", Integer),
-    Column("num_edits", Integer),
-    Column("user_external_id", String),
-)
-# Event ids and times are staged as hex strings and epoch milliseconds: formatting UUID and
-# datetime objects costs more than the rest of a row together.
-STAGE_PLAYLIST_TRACKS = _temp(
-    "stage_playlist_tracks",
-    Column("source", String),
-    Column("pid", BigInteger),
-    Column("position", Integer),
-    Column("track_uri", String),
-    # The play of this position when the playlist carries PlaylistPlays, else NULL.
-    Column("event_id", String(32)),
-    Column("session_id", String),
-    Column("started_ms", BigInteger),
-    Column("ms_played", Integer),
-)
-STAGE_EVENTS = _temp(
-    "stage_events",
-    Column("event_id", String(32)),
-    Column("user_external_id", String),
-    Column("track_uri", String),
-    Column("event_type", String),
-    Column("occurred_at_ms", BigInteger),
-    Column("ms_played", Integer),
-    Column("device", String),
-    Column("session_id", String),
-    Column("position", Integer),
-)
-STAGE_TABLES = (
-    STAGE_ARTISTS,
-    STAGE_TRACKS,
-    STAGE_USERS,
-    STAGE_PLAYLISTS,
-    STAGE_PLAYLIST_TRACKS,
-    STAGE_EVENTS,
-)
+TRACK_COLUMNS = [
+    "spotify_uri",
+    "name",
+    "artist_id",
+    "album_name",
+    "album_uri",
+    "duration_ms",
+    "match_key",
+    *AUDIO_FEATURES,
+    "genre",
+]
+EVENT_COLUMNS = [
+    "event_id",
+    "user_id",
+    "track_id",
+    "event_type",
+    "occurred_at",
+    "ms_played",
+    "device",
+    "session_id",
+    "position",
+]
+PLAYLIST_COLUMNS = [
+    "source",
+    "pid",
+    "name",
+    "collaborative",
+    "modified_at",
+    "num_followers",
+    "num_edits",
+    "user_id",
+]
+LOOKUP_CHUNK = 10_000  # SQLite bind-parameter lists; Postgres takes one array
+WRITER_LOCK = 0x6D75_7369_6372  # "musicr": advisory-lock id of catalog writers
 
 
 @dataclass
@@ -161,45 +110,26 @@ class WriteCounts:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-@contextmanager
-def bulk_transaction(engine: Engine, *, defer_indexes: bool = False) -> Iterator[Connection]:
-    """One transaction for many write_batch_in calls; see the module docstring for
-    defer_indexes (Postgres only, ignored on SQLite)."""
-    with engine.begin() as conn:
-        deferred = _drop_secondary(conn) if defer_indexes and _is_pg(conn) else []
-        yield conn
-        for ddl in deferred:
-            conn.execute(ddl)
+class UnknownReference(ValueError):
+    """An event names a user or track that is neither in its batch nor in the database."""
 
 
 def write_batch(engine: Engine, batch: CatalogBatch) -> WriteCounts:
     """Store a batch in one transaction; nothing of it is kept if any part fails."""
     with engine.begin() as conn:
-        return write_batch_in(conn, batch)
+        return BatchWriter(conn).write(batch)
 
 
-def write_batch_in(conn: Connection, batch: CatalogBatch) -> WriteCounts:
-    _drop_staging(conn)  # a pooled SQLite connection may keep them from a failed write
-    for table in STAGE_TABLES:
-        table.create(conn)
-    _fill_staging(conn, batch)
-    counts = _merge(conn)
-    _drop_staging(conn)
-    return counts
-
-
-def _is_pg(conn: Connection) -> bool:
-    return conn.dialect.name == "postgresql"
-
-
-def _drop_staging(conn: Connection) -> None:
-    temp_schema = "pg_temp" if _is_pg(conn) else "temp"
-    for table in STAGE_TABLES:
-        conn.execute(text(f"DROP TABLE IF EXISTS {temp_schema}.{table.name}"))
-
-
-# The high-volume tables a bulk load fills; their non-unique indexes and foreign keys are rebuilt.
-BULK_TABLES = (TRACKS, PLAYLIST_TRACKS, EVENTS)
+@contextmanager
+def bulk_transaction(engine: Engine, *, defer_indexes: bool = False) -> Iterator[BatchWriter]:
+    """One transaction for many writes; see the module docstring for defer_indexes (Postgres
+    only, ignored on SQLite)."""
+    with engine.begin() as conn:
+        writer = BatchWriter(conn)
+        deferred = _drop_secondary(conn) if defer_indexes and writer.pg else []
+        yield writer
+        for ddl in deferred:
+            conn.execute(ddl)
 
 
 def _drop_secondary(conn: Connection) -> list[ExecutableDDLElement]:
@@ -216,92 +146,260 @@ def _drop_secondary(conn: Connection) -> list[ExecutableDDLElement]:
     return sorted(restore, key=lambda ddl: isinstance(ddl, AddConstraint))
 
 
-def _fill_staging(conn: Connection, batch: CatalogBatch) -> None:
-    artists: dict[str, tuple[str, str | None]] = {}
-    track_rows = []
-    for t in batch.tracks.values():
-        artist_name = clean_name(t.artist_name)
-        a_key = match_key(artist_name)
-        artists.setdefault(a_key, (artist_name, t.artist_uri))
-        feats = t.audio_features or {}
-        track_rows.append(
-            (
-                t.uri,
+class BatchWriter:
+    """Writes batches on one connection, inside the caller's transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.pg = conn.dialect.name == "postgresql"
+        self.artist_ids: dict[str, int] = {}
+        self.track_ids: dict[str, int] = {}
+        self.user_ids: dict[str, int] = {}
+        if self.pg:
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK})")
+
+    def write(self, batch: CatalogBatch) -> WriteCounts:
+        counts = WriteCounts()
+        artist_rows: dict[str, tuple[Any, ...]] = {}
+        for t in batch.tracks.values():
+            name = clean_name(t.artist_name)
+            artist_rows.setdefault(match_key(name), (name, match_key(name), t.artist_uri))
+        counts.artists, _ = self._resolve(
+            ARTISTS, "match_key", self.artist_ids, artist_rows, ["name", "match_key", "spotify_uri"]
+        )
+        counts.tracks = self._write_tracks(batch)
+        counts.users, _ = self._resolve(
+            USERS,
+            "external_id",
+            self.user_ids,
+            {ext: (ext, name) for ext, name in batch.users.items()},
+            ["external_id", "display_name"],
+        )
+        new_playlists = self._write_playlists(batch.playlists)
+        counts.playlists = len(new_playlists)
+        counts.playlist_tracks = self._insert(
+            PLAYLIST_TRACKS,
+            ["playlist_id", "position", "track_id"],
+            [
+                (pl_id, pos, self.track_ids[uri])
+                for p, pl_id in new_playlists
+                for pos, uri in enumerate(p.track_uris)
+            ],
+        )
+        counts.events = self._write_plays(new_playlists) + self._write_events(batch)
+        return counts
+
+    def _write_tracks(self, batch: CatalogBatch) -> int:
+        rows: dict[str, tuple[Any, ...]] = {}
+        for uri, t in batch.tracks.items():
+            if uri in self.track_ids:
+                continue
+            artist = clean_name(t.artist_name)
+            feats = t.audio_features or {}
+            rows[uri] = (
+                uri,
                 clean_name(t.name),
-                a_key,
+                self.artist_ids[match_key(artist)],
                 clean_name(t.album_name) if t.album_name else None,
                 t.album_uri,
                 t.duration_ms,
-                track_key(artist_name, t.name),
+                track_key(artist, t.name),
                 *[feats.get(name) for name in AUDIO_FEATURES],
                 t.genre,
             )
-        )
-    _load(conn, STAGE_ARTISTS, [(k, n, u) for k, (n, u) in artists.items()])
-    _load(conn, STAGE_TRACKS, track_rows)
-    _load(conn, STAGE_USERS, list(batch.users.items()))
-    _load(
-        conn,
-        STAGE_PLAYLISTS,
-        [
-            (
-                p.source,
-                p.pid,
-                clean_name(p.name),
-                p.collaborative,
-                p.modified_at,
-                p.num_followers,
-                p.num_edits,
-                p.user_external_id,
+        added, existed = self._resolve(TRACKS, "spotify_uri", self.track_ids, rows, TRACK_COLUMNS)
+        self._fill_missing_durations(batch, existed)
+        return added
+
+    def _fill_missing_durations(self, batch: CatalogBatch, uris: set[str]) -> None:
+        """A track first seen in a reduced-format file gains album and duration from a full one."""
+        known = [uri for uri in uris if batch.tracks[uri].duration_ms is not None]
+        if not known:
+            return
+        lacking = self._lookup(TRACKS, "spotify_uri", known, where=TRACKS.c.duration_ms.is_(None))
+        if lacking:
+            self.conn.execute(
+                TRACKS.update()
+                .where(TRACKS.c.id == bindparam("b_id"))
+                .values(
+                    duration_ms=bindparam("b_ms"),
+                    album_name=bindparam("b_album"),
+                    album_uri=bindparam("b_album_uri"),
+                ),
+                [
+                    {
+                        "b_id": track_id,
+                        "b_ms": batch.tracks[uri].duration_ms,
+                        "b_album": batch.tracks[uri].album_name,
+                        "b_album_uri": batch.tracks[uri].album_uri,
+                    }
+                    for uri, track_id in lacking.items()
+                ],
             )
-            for p in batch.playlists
-        ],
-    )
-    _load(
-        conn,
-        STAGE_PLAYLIST_TRACKS,
-        [row for p in batch.playlists for row in _playlist_track_rows(p)],
-    )
-    _load(
-        conn,
-        STAGE_EVENTS,
-        [
+
+    def _write_playlists(self, playlists: list[PlaylistRecord]) -> list[tuple[PlaylistRecord, int]]:
+        """Insert playlists the database does not have; return those with their new ids."""
+        by_key = {(p.source, p.pid): p for p in playlists}
+        existing: set[tuple[str, int]] = set()
+        for source in {p.source for p in playlists}:
+            pids = [pid for (s, pid) in by_key if s == source]
+            found = self._lookup(PLAYLISTS, "pid", pids, where=PLAYLISTS.c.source == source)
+            existing.update((source, pid) for pid in found)
+        new = [p for key, p in by_key.items() if key not in existing]
+        self._insert(
+            PLAYLISTS,
+            PLAYLIST_COLUMNS,
+            [
+                (
+                    p.source,
+                    p.pid,
+                    clean_name(p.name),
+                    p.collaborative,
+                    self._timestamp(p.modified_at) if p.modified_at else None,
+                    p.num_followers,
+                    p.num_edits,
+                    self.user_ids[p.user_external_id],
+                )
+                for p in new
+            ],
+        )
+        ids: dict[tuple[str, int], int] = {}
+        for source in {p.source for p in new}:
+            pids = [p.pid for p in new if p.source == source]
+            found = self._lookup(PLAYLISTS, "pid", pids, where=PLAYLISTS.c.source == source)
+            ids.update(((source, pid), pl_id) for pid, pl_id in found.items())
+        return [(p, ids[(p.source, p.pid)]) for p in new]
+
+    def _write_plays(self, playlists: list[tuple[PlaylistRecord, int]]) -> int:
+        """One play event per position of playlists that carry PlaylistPlays (MPD)."""
+        rows = []
+        play = EventType.PLAY.value
+        for p, _ in playlists:
+            if p.plays is None:
+                continue
+            user = self.user_ids[p.user_external_id]
+            base, session = p.plays.event_id_base.int, p.plays.session_id
+            for pos, (uri, start, ms) in enumerate(
+                zip(p.track_uris, p.plays.starts_ms, p.plays.ms_played, strict=True)
+            ):
+                rows.append(
+                    (
+                        f"{base ^ pos:032x}",
+                        user,
+                        self.track_ids[uri],
+                        play,
+                        self._timestamp_ms(start),
+                        ms,
+                        None,
+                        session,
+                        pos,
+                    )
+                )
+        return self._insert(EVENTS, EVENT_COLUMNS, rows)
+
+    def _write_events(self, batch: CatalogBatch) -> int:
+        if not batch.events:
+            return 0
+        events = {e.event_id.hex: e for e in batch.events}
+        users = {e.user_external_id for e in events.values()}
+        self._require_ids(USERS, "external_id", self.user_ids, users)
+        self._require_ids(
+            TRACKS, "spotify_uri", self.track_ids, {e.track_uri for e in events.values()}
+        )
+        stored = self._lookup(EVENTS, "event_id", [e.event_id for e in events.values()])
+        rows = [
             (
-                e.event_id.hex,
-                e.user_external_id,
-                e.track_uri,
+                hex_id,
+                self.user_ids[e.user_external_id],
+                self.track_ids[e.track_uri],
                 e.event_type.value,
-                int(e.occurred_at.timestamp() * 1000),
+                self._timestamp(e.occurred_at),
                 e.ms_played,
                 e.device,
                 e.session_id,
                 e.position,
             )
-            for e in batch.events
-        ],
-    )
+            for hex_id, e in events.items()
+            if hex_id not in stored
+        ]
+        return self._insert(EVENTS, EVENT_COLUMNS, rows)
 
+    def _require_ids(self, table: Table, key: str, cache: dict[str, int], keys: set[str]) -> None:
+        cache.update(self._lookup(table, key, [k for k in keys if k not in cache]))
+        if unknown := sorted(k for k in keys if k not in cache):
+            raise UnknownReference(
+                f"events refer to unknown {table.name}: {', '.join(unknown[:5])}"
+            )
 
-def _playlist_track_rows(p: PlaylistRecord) -> Iterator[tuple[Any, ...]]:
-    if p.plays is None:
-        for pos, uri in enumerate(p.track_uris):
-            yield (p.source, p.pid, pos, uri, None, None, None, None)
-        return
-    base, session = p.plays.event_id_base.int, p.plays.session_id
-    for pos, (uri, start, ms) in enumerate(
-        zip(p.track_uris, p.plays.starts_ms, p.plays.ms_played, strict=True)
-    ):
-        yield (p.source, p.pid, pos, uri, f"{base ^ pos:032x}", session, start, ms)
+    # --- generic steps -------------------------------------------------------------------
 
+    def _resolve(
+        self,
+        table: Table,
+        key: str,
+        cache: dict[Any, int],
+        rows: dict[Any, tuple[Any, ...]],
+        columns: list[str],
+    ) -> tuple[int, set[Any]]:
+        """Make every key of `rows` exist in `table` and in `cache`. Returns how many rows were
+        inserted and which keys the table had already."""
+        missing = [k for k in rows if k not in cache]
+        found = self._lookup(table, key, missing)
+        cache.update(found)
+        new = [k for k in missing if k not in found]
+        self._insert(table, columns, [rows[k] for k in new])
+        cache.update(self._lookup(table, key, new))
+        return len(new), set(found)
 
-def _load(conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
-    if not rows:
-        return
-    if _is_pg(conn):
-        _copy(conn, table, rows)
-    else:
-        names = [c.name for c in table.columns]
-        conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
+    def _lookup(
+        self, table: Table, key: str, keys: Sequence[Any], where: Any = None
+    ) -> dict[Any, int]:
+        """key -> id of the rows of `table` whose `key` is among `keys`."""
+        if not keys:
+            return {}
+        column = table.c[key]
+        # Events are found by their id; for them the value is the hex form used as cache key.
+        value = table.c.event_id if table is EVENTS else table.c.id
+        query = select(column, value)
+        if where is not None:
+            query = query.where(where)
+        found: dict[Any, int] = {}
+        if self.pg:
+            array = ARRAY(UuidType() if table is EVENTS else column.type)
+            chunks: Iterable[Sequence[Any]] = [keys]
+            condition = column == any_(bindparam("keys", type_=array))
+        else:
+            chunks = (keys[i : i + LOOKUP_CHUNK] for i in range(0, len(keys), LOOKUP_CHUNK))
+            condition = column.in_(bindparam("keys", expanding=True))
+        for chunk in chunks:
+            for k, v in self.conn.execute(query.where(condition), {"keys": list(chunk)}):
+                found[k.hex if isinstance(k, uuid.UUID) else k] = v
+        return found
+
+    def _insert(self, table: Table, columns: list[str], rows: Sequence[tuple[Any, ...]]) -> int:
+        if not rows:
+            return 0
+        if self.pg:
+            _copy(self.conn, table.name, columns, rows)
+        else:
+            marks = ", ".join("?" * len(columns))
+            self.conn.exec_driver_sql(
+                f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", list(rows)
+            )
+        return len(rows)
+
+    def _timestamp(self, value: datetime) -> str:
+        return self._timestamp_ms(round(value.timestamp() * 1000))
+
+    def _timestamp_ms(self, ms: int) -> str:
+        """Text both databases store for a UTC instant: Postgres parses the offset; SQLite keeps
+        SQLAlchemy's own format (naive UTC, always with microseconds)."""
+        t = datetime.fromtimestamp(ms / 1000, UTC)
+        text = (
+            f"{t.year:04d}-{t.month:02d}-{t.day:02d} "
+            f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}"
+        )
+        return text + "+00" if self.pg else text
 
 
 # COPY's CSV format is parsed and written in C on both ends; NULL gets an explicit marker so that
@@ -309,200 +407,17 @@ def _load(conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]]) -> No
 _COPY_NULL = "\\N"
 
 
-def _copy(conn: Connection, table: Table, rows: Iterable[tuple[Any, ...]]) -> None:
+def _copy(
+    conn: Connection, table: str, columns: list[str], rows: Iterable[tuple[Any, ...]]
+) -> None:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(
         [_COPY_NULL if v is None else v for v in row] for row in rows
     )
     buf.seek(0)
-    cols = ", ".join(c.name for c in table.columns)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.copy_expert(
-            f"COPY {table.name} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '{_COPY_NULL}')", buf
-        )
-        # Fresh temp tables have no statistics; without them the merge joins go nested-loop.
-        cursor.execute(f"ANALYZE {table.name}")
+        options = f"FORMAT csv, NULL '{_COPY_NULL}'"
+        cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH ({options})", buf)
     finally:
         cursor.close()
-
-
-class uuid_from_hex(FunctionElement[uuid.UUID]):  # noqa: N801 (SQL function style)
-    """32 hex digits to the dialect's UUID column value."""
-
-    type = Uuid()
-    inherit_cache = True
-
-
-@compiles(uuid_from_hex, "postgresql")
-def _uuid_from_hex_pg(element: uuid_from_hex, compiler: Any, **kw: Any) -> str:
-    return f"CAST({compiler.process(element.clauses, **kw)} AS UUID)"
-
-
-@compiles(uuid_from_hex, "sqlite")
-def _uuid_from_hex_sqlite(element: uuid_from_hex, compiler: Any, **kw: Any) -> str:
-    return compiler.process(element.clauses, **kw)  # SQLAlchemy stores UUIDs as 32 hex digits
-
-
-class timestamp_from_epoch_ms(FunctionElement[datetime]):  # noqa: N801
-    """Epoch milliseconds to the dialect's timestamp-with-time-zone value (UTC)."""
-
-    type = DateTime(timezone=True)
-    inherit_cache = True
-
-
-@compiles(timestamp_from_epoch_ms, "postgresql")
-def _ts_pg(element: timestamp_from_epoch_ms, compiler: Any, **kw: Any) -> str:
-    return f"to_timestamp({compiler.process(element.clauses, **kw)} / 1000.0)"
-
-
-@compiles(timestamp_from_epoch_ms, "sqlite")
-def _ts_sqlite(element: timestamp_from_epoch_ms, compiler: Any, **kw: Any) -> str:
-    # SQLAlchemy's SQLite DateTime text format, with microseconds.
-    ms = compiler.process(element.clauses, **kw)
-    return f"strftime('%Y-%m-%d %H:%M:%f', {ms} / 1000.0, 'unixepoch') || '000'"
-
-
-def _insert(conn: Connection, table: Table) -> Any:
-    dialect_insert = postgresql.insert if _is_pg(conn) else sqlite.insert
-    return dialect_insert(table)
-
-
-def _merge(conn: Connection) -> WriteCounts:
-    counts = WriteCounts()
-    artists, tracks, users, playlists, events = ARTISTS, TRACKS, USERS, PLAYLISTS, EVENTS
-    s_art, s_trk, s_usr = STAGE_ARTISTS.c, STAGE_TRACKS.c, STAGE_USERS.c
-    s_pl, s_pt, s_ev = STAGE_PLAYLISTS.c, STAGE_PLAYLIST_TRACKS.c, STAGE_EVENTS.c
-
-    # "WHERE true" keeps SQLite from reading ON CONFLICT as part of a join's ON clause.
-    counts.artists = _run_insert(
-        conn,
-        artists,
-        ["match_key", "name", "spotify_uri"],
-        select(s_art.match_key, s_art.name, s_art.spotify_uri).where(true()),
-        ["match_key"],
-    )
-    track_cols = [
-        "spotify_uri",
-        "name",
-        "album_name",
-        "album_uri",
-        "duration_ms",
-        "match_key",
-        *AUDIO_FEATURES,
-        "genre",
-    ]
-    counts.tracks = _run_insert(
-        conn,
-        tracks,
-        [*track_cols, "artist_id"],
-        select(*[s_trk[c] for c in track_cols], artists.c.id)
-        .join_from(STAGE_TRACKS, artists, artists.c.match_key == s_trk.artist_key)
-        .where(true()),
-        ["spotify_uri"],
-    )
-    # A track first seen in a reduced-format file gains its album and duration from a full one.
-    conn.execute(
-        update(tracks)
-        .where(
-            tracks.c.spotify_uri == s_trk.spotify_uri,
-            tracks.c.duration_ms.is_(None),
-            s_trk.duration_ms.is_not(None),
-        )
-        .values(
-            duration_ms=s_trk.duration_ms, album_name=s_trk.album_name, album_uri=s_trk.album_uri
-        )
-    )
-    counts.users = _run_insert(
-        conn,
-        users,
-        ["external_id", "display_name"],
-        select(s_usr.external_id, s_usr.display_name).where(true()),
-        ["external_id"],
-    )
-    pl_cols = [
-        "source",
-        "pid",
-        "name",
-        "collaborative",
-        "modified_at",
-        "num_followers",
-        "num_edits",
-    ]
-    counts.playlists = _run_insert(
-        conn,
-        playlists,
-        [*pl_cols, "user_id"],
-        select(*[s_pl[c] for c in pl_cols], users.c.id)
-        .join_from(STAGE_PLAYLISTS, users, users.c.external_id == s_pl.user_external_id)
-        .where(true()),
-        ["source", "pid"],
-    )
-    counts.playlist_tracks = _run_insert(
-        conn,
-        PLAYLIST_TRACKS,
-        ["playlist_id", "position", "track_id"],
-        select(playlists.c.id, s_pt.position, tracks.c.id)
-        .join_from(
-            STAGE_PLAYLIST_TRACKS,
-            playlists,
-            and_(playlists.c.source == s_pt.source, playlists.c.pid == s_pt.pid),
-        )
-        .join(tracks, tracks.c.spotify_uri == s_pt.track_uri)
-        .where(true()),
-        ["playlist_id", "position"],
-    )
-    # Plays of playlists that carry PlaylistPlays, derived from the staged playlist tracks.
-    counts.events = _run_insert(
-        conn,
-        events,
-        ["event_id", "occurred_at", "event_type", "ms_played", "session_id", "position"]
-        + ["user_id", "track_id"],
-        select(
-            uuid_from_hex(s_pt.event_id),
-            timestamp_from_epoch_ms(s_pt.started_ms),
-            literal(EventType.PLAY.value),
-            s_pt.ms_played,
-            s_pt.session_id,
-            s_pt.position,
-            playlists.c.user_id,
-            tracks.c.id,
-        )
-        .join_from(
-            STAGE_PLAYLIST_TRACKS,
-            playlists,
-            and_(playlists.c.source == s_pt.source, playlists.c.pid == s_pt.pid),
-        )
-        .join(tracks, tracks.c.spotify_uri == s_pt.track_uri)
-        .where(s_pt.event_id.is_not(None)),
-        ["event_id"],
-    )
-    ev_cols = ["event_type", "ms_played", "device", "session_id", "position"]
-    counts.events += _run_insert(
-        conn,
-        events,
-        ["event_id", "occurred_at", *ev_cols, "user_id", "track_id"],
-        select(
-            uuid_from_hex(s_ev.event_id),
-            timestamp_from_epoch_ms(s_ev.occurred_at_ms),
-            *[s_ev[c] for c in ev_cols],
-            users.c.id,
-            tracks.c.id,
-        )
-        .join_from(STAGE_EVENTS, users, users.c.external_id == s_ev.user_external_id)
-        .join(tracks, tracks.c.spotify_uri == s_ev.track_uri)
-        .where(true()),
-        ["event_id"],
-    )
-    return counts
-
-
-def _run_insert(
-    conn: Connection, table: Table, columns: list[str], query: Any, conflict: list[str]
-) -> int:
-    stmt = (
-        _insert(conn, table)
-        .from_select(columns, query)
-        .on_conflict_do_nothing(index_elements=conflict)
-    )
-    return int(conn.execute(stmt).rowcount or 0)

@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select
 
-from musicrec.db.bulk import bulk_transaction, write_batch, write_batch_in
+from musicrec.db.bulk import bulk_transaction, write_batch
 from musicrec.db.models import Base, ListeningEvent, Track
 from musicrec.events import EventType
 from musicrec.records import CatalogBatch, EventRecord, PlaylistRecord, TrackRecord
@@ -96,8 +96,8 @@ def test_bulk_mode_restores_indexes_and_foreign_keys(engine: Engine) -> None:
         t: (inspect(engine).get_indexes(t), inspect(engine).get_foreign_keys(t))
         for t in ("tracks", "playlist_tracks", "listening_events")
     }
-    with bulk_transaction(engine, defer_indexes=True) as conn:
-        write_batch_in(conn, _batch())
+    with bulk_transaction(engine, defer_indexes=True) as writer:
+        writer.write(_batch())
     after = {
         t: (inspect(engine).get_indexes(t), inspect(engine).get_foreign_keys(t)) for t in before
     }
