@@ -50,5 +50,10 @@ def commit_id() -> str:
 
 
 def emit(result: dict[str, Any]) -> None:
-    """One JSON document on stdout: the machine-readable result."""
-    print(json.dumps({"commit": commit_id(), "cpus": os.cpu_count(), **result}, indent=2))
+    """One JSON document on stdout (the machine-readable result), also kept as
+    results/benchmarks/<name>.json."""
+    document = json.dumps({"commit": commit_id(), "cpus": os.cpu_count(), **result}, indent=2)
+    print(document)
+    out = REPO_ROOT / "results" / "benchmarks" / f"{result['benchmark']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(document + "\n")

@@ -17,8 +17,13 @@ _VERSION_TAIL = re.compile(
 _NON_ALNUM = re.compile(r"[\W_]+")
 
 
+_ODD_SPACE = re.compile(r"\s\s|[^\S ]")  # a run of whitespace, or any whitespace but " "
+
+
 def clean_name(value: str) -> str:
     """Display form: Unicode NFKC, whitespace collapsed and trimmed."""
+    if value.isascii() and not _ODD_SPACE.search(value):
+        return value.strip()  # NFKC leaves ASCII as it is: the common case, made cheap
     return _SPACE.sub(" ", unicodedata.normalize("NFKC", value)).strip()
 
 

@@ -4,7 +4,7 @@ Each file is parsed completely before anything of it is written, so a bad file i
 nothing from it is stored, while the other files still load. Good files are written in chunks of
 about CHUNK_ROWS playlist-track rows, all in one transaction: a load is stored whole or not at all,
 and re-running it adds nothing. A chunk is written on a background thread while the next one is
-parsed (the database works on one core while Python parses on the other).
+parsed (the database server works while Python parses; psycopg2 releases the GIL meanwhile).
 
 An initial load (no playlist tracks or events stored yet) into Postgres defers index and
 foreign-key maintenance to the end of the transaction (see musicrec.db.bulk).
@@ -12,15 +12,14 @@ foreign-key maintenance to the end of the transaction (see musicrec.db.bulk).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
-from ml_pipeline.ingest.errors import IngestError
-from ml_pipeline.ingest.mpd import mpd_files, parse_file
+from ml_pipeline.ingest.mpd import FileResult, mpd_files, parse_file_or_error
 from musicrec.db.bulk import WriteCounts, bulk_transaction
 from musicrec.db.models import ListeningEvent, PlaylistTrack
 from musicrec.records import CatalogBatch
@@ -79,14 +78,9 @@ def load_mpd(
             in_flight = writer.submit(batch_writer.write, pending) if pending.playlists else None
             pending = CatalogBatch()
 
-        for path in files:
-            remaining = None if limit is None else limit - report.playlists_read
-            if remaining is not None and remaining <= 0:
-                break
-            try:
-                parsed = parse_file(path, source=source, limit=remaining, skip_bad=skip_bad)
-            except IngestError as exc:
-                report.failed_files.append(str(exc))
+        for path, parsed in _parse_all(files, source=source, limit=limit, skip_bad=skip_bad):
+            if isinstance(parsed, str):
+                report.failed_files.append(parsed)
             else:
                 report.files += 1
                 report.playlists_read += parsed.playlists
@@ -100,3 +94,17 @@ def load_mpd(
         flush()
         flush()  # waits for the last chunk before the transaction ends
     return report
+
+
+def _parse_all(
+    files: list[Path], *, source: str | None, limit: int | None, skip_bad: bool
+) -> Iterator[tuple[Path, FileResult | str]]:
+    """Parsed files in order, each up to what the limit leaves."""
+    remaining = limit
+    for path in files:
+        if remaining is not None and remaining <= 0:
+            return
+        result = parse_file_or_error(path, source, skip_bad, remaining)
+        if remaining is not None and not isinstance(result, str):
+            remaining -= result.playlists
+        yield path, result

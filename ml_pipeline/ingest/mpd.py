@@ -90,6 +90,16 @@ def parse_file(
     return result
 
 
+def parse_file_or_error(
+    path: Path, source: str | None, skip_bad: bool, limit: int | None = None
+) -> FileResult | str:
+    """parse_file with an error returned as its one-line message, to be reported and passed."""
+    try:
+        return parse_file(path, source=source, limit=limit, skip_bad=skip_bad)
+    except IngestError as exc:
+        return str(exc)
+
+
 def _stream_playlists(path: Path) -> Iterator[dict[str, Any]]:
     with path.open("rb") as f:
         yield from ijson.items(f, "playlists.item", use_float=True)

@@ -347,9 +347,33 @@ class BatchWriter:
         found = self._lookup(table, key, missing)
         cache.update(found)
         new = [k for k in missing if k not in found]
-        self._insert(table, columns, [rows[k] for k in new])
-        cache.update(self._lookup(table, key, new))
+        cache.update(self._insert_new(table, key, columns, [rows[k] for k in new], new))
         return len(new), set(found)
+
+    def _insert_new(
+        self,
+        table: Table,
+        key: str,
+        columns: list[str],
+        rows: list[tuple[Any, ...]],
+        keys: list[Any],
+    ) -> dict[Any, int]:
+        """Insert rows for `keys`; return their ids. Postgres hands out the ids first (one
+        query for all, instead of reading every row back); SQLite assigns and is read back."""
+        if not rows:
+            return {}
+        if not self.pg:
+            self._insert(table, columns, rows)
+            return self._lookup(table, key, keys)
+        ids = [
+            i
+            for (i,) in self.conn.exec_driver_sql(
+                f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id'))"
+                f" FROM generate_series(1, {len(rows)})"
+            )
+        ]
+        self._insert(table, ["id", *columns], [(i, *row) for i, row in zip(ids, rows, strict=True)])
+        return dict(zip(keys, ids, strict=True))
 
     def _lookup(
         self, table: Table, key: str, keys: Sequence[Any], where: Any = None
@@ -394,12 +418,8 @@ class BatchWriter:
     def _timestamp_ms(self, ms: int) -> str:
         """Text both databases store for a UTC instant: Postgres parses the offset; SQLite keeps
         SQLAlchemy's own format (naive UTC, always with microseconds)."""
-        t = datetime.fromtimestamp(ms / 1000, UTC)
-        text = (
-            f"{t.year:04d}-{t.month:02d}-{t.day:02d} "
-            f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}"
-        )
-        return text + "+00" if self.pg else text
+        text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(" ", "microseconds")
+        return text if self.pg else text[: -len("+00:00")]
 
 
 # COPY's CSV format is parsed and written in C on both ends; NULL gets an explicit marker so that
