@@ -21,7 +21,7 @@ app.add_typer(ingest_app, name="ingest")
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = "head") -> None:
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Migrate the database to a revision (default: newest)."""
     with cli_errors():
         migrate.upgrade(make_engine(), revision)

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
 
     feast_redis_host: str | None = None
     feast_redis_port: int = 6379
+    # Feast project name: the namespace of every online-store key and registry entry.
+    feast_project: str = "musicrec"
 
     kafka_bootstrap_servers: str | None = None
 

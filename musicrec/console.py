@@ -10,7 +10,7 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from musicrec.errors import UserError
 
@@ -33,9 +33,12 @@ def cli_errors() -> Iterator[None]:
         yield
     except UserError as exc:
         fail(str(exc), exc.exit_code)
-    except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        fail(f"database unavailable: {reason}", EXIT_ENVIRONMENT)
+    except DBAPIError as exc:
+        fail(f"database error: {_first_line(exc.orig or exc)}", EXIT_ENVIRONMENT)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def counts_table(title: str, counts: dict[str, int]) -> Table:

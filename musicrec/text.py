@@ -3,6 +3,7 @@ spell the same track differently ("Lose Control (feat. Ciara)" vs "Lose Control"
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from functools import lru_cache
@@ -57,3 +58,21 @@ def spotify_track_uri(value: str) -> str:
     if "open.spotify.com/track/" in value:
         value = value.split("open.spotify.com/track/", 1)[1].split("?", 1)[0]
     return SPOTIFY_TRACK_PREFIX + value
+
+
+def track_text(name: str, artist: str, album: str | None = None, lyrics: str | None = None) -> str:
+    """The text a track is embedded from: "title — artist — album", then the first lines of
+    its lyrics when known. Its hash identifies the embedding (text_embedding_id)."""
+    parts = [clean_name(name), clean_name(artist)]
+    if album:
+        parts.append(clean_name(album))
+    text = " — ".join(parts)
+    if lyrics:
+        first_lines = [line.strip() for line in lyrics.splitlines() if line.strip()][:4]
+        text += "\n" + "\n".join(first_lines)
+    return text
+
+
+def text_id(text: str) -> str:
+    """Stable id of a text (its embedding's cache key)."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()

@@ -70,4 +70,4 @@ def test_unreachable_database_exits_3(settings_env: Callable[..., None]) -> None
     settings_env(database_url="postgresql+psycopg2://nobody@127.0.0.1:1/none")
     result = runner.invoke(app, ["summary"])
     assert result.exit_code == 3
-    assert "database unavailable" in result.output
+    assert "database error: connection to server" in result.output

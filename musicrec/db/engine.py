@@ -23,11 +23,15 @@ def make_engine(url: str | None = None, *, settings: Settings | None = None) -> 
         # Connections are handed between threads (ingest's writer thread), never shared at once.
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        # pysqlite opens transactions only before DML, so DDL (migrations) would commit piece by
+        # piece; SQLAlchemy's recipe: the driver in autocommit, and BEGIN at every transaction.
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
         return engine
     return create_engine(url, pool_pre_ping=True)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     # WAL lets the API read while the consumer or a batch job writes.

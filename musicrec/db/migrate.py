@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from musicrec.config import REPO_ROOT
 
@@ -18,17 +21,38 @@ def _config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    cfg = _config(engine)
-    with engine.begin() as conn:
+    with _migration_connection(engine) as conn:
+        cfg = _config(engine)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
-    cfg = _config(engine)
-    with engine.begin() as conn:
+    with _migration_connection(engine) as conn:
+        cfg = _config(engine)
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, revision)
+
+
+@contextmanager
+def _migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction. On SQLite, foreign-key enforcement is off meanwhile:
+    Alembic's batch mode rebuilds a table by copy, drop and rename, and the drop would fail
+    on the rows that reference it (the pragma has no effect inside a transaction)."""
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        # Outside any transaction: the driver connection is in autocommit (see engine.py).
+        driver = conn.connection.dbapi_connection
+        if sqlite:
+            driver.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            with conn.begin():
+                yield conn
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
+                    raise RuntimeError("migration left rows that break a foreign key")
+        finally:
+            if sqlite:
+                driver.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
 
 
 def is_current(engine: Engine) -> bool:

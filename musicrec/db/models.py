@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     Uuid,
@@ -116,6 +118,10 @@ class Track(Base):
     popularity: Mapped[int | None] = mapped_column(SmallInteger)
     lyrics: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
+    # When the track's own data last changed: the feature job picks changed tracks by it.
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), index=True
+    )
 
 
 class Playlist(Base):
@@ -187,3 +193,88 @@ class UserInterestGraph(Base):
     model: Mapped[str] = mapped_column(String(128))
     version: Mapped[int] = mapped_column(Integer)
     generated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# --- Feature tables ---------------------------------------------------------------------------
+# Offline sources of the Feast feature views (feature_store/): one row per entity and snapshot
+# time, written by feature_store/compute.py. `event_timestamp` is the instant the values hold
+# for (point-in-time joins); `created` is when the row was computed (Feast de-duplicates on it).
+
+AUDIO_PREFERENCE_FEATURES = (
+    "danceability",
+    "energy",
+    "valence",
+    "tempo",
+    "acousticness",
+    "instrumentalness",
+    "speechiness",
+    "liveness",
+    "loudness",
+)
+
+
+def _feature_table(name: str, keys: list[Column[Any]], *features: Column[Any]) -> Table:
+    return Table(
+        name,
+        Base.metadata,
+        *keys,
+        Column("event_timestamp", DateTime(timezone=True), primary_key=True),
+        Column("created", DateTime(timezone=True), nullable=False),
+        *features,
+    )
+
+
+def _user_key() -> Column[Any]:
+    return Column("user_id", String(128), primary_key=True)
+
+
+def _track_key() -> Column[Any]:
+    return Column("track_id", String(64), primary_key=True)
+
+
+FEAT_USER_LISTENING_STATS = _feature_table(
+    "feat_user_listening_stats",
+    [_user_key()],
+    Column("plays", Integer, nullable=False),
+    Column("skips", Integer, nullable=False),
+    Column("skip_rate", Float, nullable=False),
+    Column("completed_play_ratio", Float, nullable=False),
+    Column("distinct_tracks", Integer, nullable=False),
+    Column("distinct_artists", Integer, nullable=False),
+    Column("listening_minutes", Float, nullable=False),
+    Column("sessions", Integer, nullable=False),
+    Column("mean_session_minutes", Float, nullable=False),
+    Column("last_event_at", DateTime(timezone=True)),
+)
+FEAT_USER_AUDIO_PREFERENCES = _feature_table(
+    "feat_user_audio_preferences",
+    [_user_key()],
+    *[Column(f"pref_{f}", Float) for f in AUDIO_PREFERENCE_FEATURES],
+    *[Column(f"spread_{f}", Float) for f in AUDIO_PREFERENCE_FEATURES],
+)
+FEAT_TRACK_AUDIO_FEATURES = _feature_table(
+    "feat_track_audio_features",
+    [_track_key()],
+    *[
+        Column(f, SmallInteger if f in ("key", "mode", "time_signature") else Float)
+        for f in AUDIO_FEATURES
+    ],
+    Column("genre", String(128)),
+    Column("duration_ms", Integer),
+    Column("text_embedding_id", String(40), nullable=False),
+)
+FEAT_TRACK_POPULARITY = _feature_table(
+    "feat_track_popularity",
+    [_track_key()],
+    Column("plays", Integer, nullable=False),
+    Column("unique_listeners", Integer, nullable=False),
+    Column("skip_rate", Float, nullable=False),
+    Column("trend", Float, nullable=False),
+)
+FEAT_USER_TRACK_INTERACTIONS = _feature_table(
+    "feat_user_track_interactions",
+    [_user_key(), _track_key()],
+    Column("plays", Integer, nullable=False),
+    Column("skips", Integer, nullable=False),
+    Column("last_played_at", DateTime(timezone=True)),
+)

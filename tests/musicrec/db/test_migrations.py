@@ -41,3 +41,23 @@ def test_upgrade_matches_models_and_downgrade_is_clean(empty_engine: Engine) -> 
 def test_event_indexes_for_feature_and_trainer_queries(engine: Engine) -> None:
     indexes = {tuple(i["column_names"]) for i in inspect(engine).get_indexes("listening_events")}
     assert {("user_id", "occurred_at"), ("track_id", "occurred_at"), ("occurred_at",)} <= indexes
+
+
+@backends
+def test_upgrade_keeps_existing_rows(empty_engine: Engine) -> None:
+    from musicrec.db.bulk import write_batch
+    from musicrec.db.stats import catalog_counts
+    from tests.musicrec.db.test_bulk import _batch
+
+    upgrade(empty_engine, "0001")
+    write_batch(empty_engine, _batch())  # rows that reference tracks, which 0002 rebuilds
+    before = catalog_counts(empty_engine)
+    upgrade(empty_engine)
+    assert catalog_counts(empty_engine) == before
+    with empty_engine.connect() as conn:
+        assert (
+            conn.exec_driver_sql("SELECT count(*) FROM tracks WHERE updated_at IS NULL").scalar()
+            == 0
+        )
+    downgrade(empty_engine, "0001")
+    assert catalog_counts(empty_engine) == before

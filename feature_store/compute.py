@@ -1,0 +1,416 @@
+"""The feature batch job: aggregates listening_events with SQL into the feature tables (the
+offline sources of the Feast views).
+
+Point in time: a row with event_timestamp T holds aggregates over events in (T - window, T]
+only, so a training example at time t >= T that is joined to it sees nothing from after T.
+
+Snapshots are written only where values change. At snapshot T (previous snapshot P), the rows
+written are those of entities with events that entered a window, (P, T], or left one,
+(P - window, T - window]; an entity whose events all left its window gets a row of zeros, so an
+old value never outlives its window. A run takes snapshots at the end of every day on which
+something changed since the last run, and at `as_of`; re-running with the same `as_of` writes
+nothing. `rebuild=True` deletes the rows and recomputes all history.
+
+The same SQL runs on Postgres and SQLite; ratios, square roots and clipping are done in pandas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Float,
+    Select,
+    Table,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+)
+
+from musicrec.db.models import (
+    AUDIO_FEATURES,
+    AUDIO_PREFERENCE_FEATURES,
+    FEAT_TRACK_AUDIO_FEATURES,
+    FEAT_TRACK_POPULARITY,
+    FEAT_USER_AUDIO_PREFERENCES,
+    FEAT_USER_LISTENING_STATS,
+    FEAT_USER_TRACK_INTERACTIONS,
+    Artist,
+    ListeningEvent,
+    Track,
+    User,
+)
+from musicrec.events import EventType
+from musicrec.text import text_id, track_text
+
+E = ListeningEvent.__table__.c
+T = Track.__table__.c
+U = User.__table__.c
+DAY = timedelta(days=1)
+# A play counts as completed at 90% of the track, or 30 s when the duration is unknown.
+COMPLETED_SHARE, COMPLETED_MS_UNKNOWN = 0.9, 30_000
+# How much each kind of event says about taste (skips count against).
+PREFERENCE_WEIGHTS = {"play": 1.0, "like": 2.0, "skip": -0.5, "dislike": -1.0}
+FEATURE_RANGES = {"tempo": (0.0, 250.0), "loudness": (-60.0, 5.0)}  # others 0..1
+
+
+@dataclass(frozen=True)
+class WindowedView:
+    """A feature view aggregated over a sliding window of events."""
+
+    name: str
+    table: Table
+    keys: tuple[str, ...]  # "user_id" and/or "track_id" (external ids)
+    window: timedelta
+    # Consecutive windows the values depend on: 2 when the prior window counts too (a trend).
+    windows: int
+    aggregate: Callable[[Any, datetime], Select[Any]]  # (changed entities, T) -> rows
+    finish: Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def _in(start: datetime, end: datetime) -> Any:
+    return and_(E.occurred_at > start, E.occurred_at <= end)
+
+
+def _count(condition: Any) -> Any:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _is(event_type: EventType) -> Any:
+    return E.event_type == event_type.value
+
+
+# --- user_listening_stats (7 d) ---------------------------------------------------------------
+
+
+def _user_listening_stats(changed: Any, at: datetime) -> Select[Any]:
+    window = _in(at - timedelta(days=7), at)
+    completed = and_(
+        _is(EventType.PLAY),
+        E.ms_played >= func.coalesce(T.duration_ms * COMPLETED_SHARE, COMPLETED_MS_UNKNOWN),
+    )
+    return (
+        select(
+            U.external_id.label("user_id"),
+            _count(_is(EventType.PLAY)).label("plays"),
+            _count(_is(EventType.SKIP)).label("skips"),
+            _count(completed).label("completed"),
+            func.count(func.distinct(E.track_id)).label("distinct_tracks"),
+            func.count(func.distinct(T.artist_id)).label("distinct_artists"),
+            (func.coalesce(func.sum(E.ms_played), 0) / 60000.0).label("listening_minutes"),
+            func.count(func.distinct(E.session_id)).label("sessions"),
+            func.max(E.occurred_at).label("last_event_at"),
+        )
+        .select_from(changed)
+        .join(User, U.id == changed.c.user_id)
+        .outerjoin(ListeningEvent, and_(E.user_id == changed.c.user_id, window))
+        .outerjoin(Track, T.id == E.track_id)
+        .group_by(U.external_id)
+    )
+
+
+def _finish_listening_stats(df: pd.DataFrame) -> pd.DataFrame:
+    listened = df["plays"] + df["skips"]
+    df["skip_rate"] = _ratio(df["skips"], listened)
+    df["completed_play_ratio"] = _ratio(df["completed"], df["plays"])
+    df["mean_session_minutes"] = _ratio(df["listening_minutes"], df["sessions"])
+    return df.drop(columns=["completed"])
+
+
+# --- user_audio_preferences (30 d) ------------------------------------------------------------
+
+
+def _user_audio_preferences(changed: Any, at: datetime) -> Select[Any]:
+    # Only events of tracks with audio features say anything here.
+    weight = case(
+        (T.id.is_(None), 0.0),
+        *[(E.event_type == kind, w) for kind, w in PREFERENCE_WEIGHTS.items()],
+        else_=0.0,
+    )
+    positive = E.event_type.in_(["play", "like"])
+    columns = [U.external_id.label("user_id"), func.sum(weight).label("weight")]
+    for f in AUDIO_PREFERENCE_FEATURES:
+        x = cast(T[f], Float)
+        columns += [
+            func.sum(weight * x).label(f"wsum_{f}"),
+            func.avg(case((positive, x))).label(f"mean_{f}"),
+            func.avg(case((positive, x * x))).label(f"meansq_{f}"),
+        ]
+    return (
+        select(*columns)
+        .select_from(changed)
+        .join(User, U.id == changed.c.user_id)
+        .outerjoin(
+            ListeningEvent,
+            and_(E.user_id == changed.c.user_id, _in(at - timedelta(days=30), at)),
+        )
+        .outerjoin(Track, and_(T.id == E.track_id, T.danceability.is_not(None)))
+        .group_by(U.external_id)
+    )
+
+
+def _finish_audio_preferences(df: pd.DataFrame) -> pd.DataFrame:
+    weight = df.pop("weight").astype(float)
+    for f in AUDIO_PREFERENCE_FEATURES:
+        low, high = FEATURE_RANGES.get(f, (0.0, 1.0))
+        pref = df.pop(f"wsum_{f}").astype(float) / weight.where(weight > 0)
+        df[f"pref_{f}"] = pref.clip(low, high)
+        mean, meansq = df.pop(f"mean_{f}").astype(float), df.pop(f"meansq_{f}").astype(float)
+        df[f"spread_{f}"] = np.sqrt((meansq - mean * mean).clip(lower=0.0))
+    return df
+
+
+# --- track_popularity (7 d, with the prior 7 d for the trend) ---------------------------------
+
+
+def _track_popularity(changed: Any, at: datetime) -> Select[Any]:
+    week = _in(at - timedelta(days=7), at)
+    prior = _in(at - timedelta(days=14), at - timedelta(days=7))
+    return (
+        select(
+            T.spotify_uri.label("track_id"),
+            _count(and_(week, _is(EventType.PLAY))).label("plays"),
+            _count(and_(week, _is(EventType.SKIP))).label("skips"),
+            _count(and_(prior, _is(EventType.PLAY))).label("prior_plays"),
+            func.count(func.distinct(case((week, E.user_id)))).label("unique_listeners"),
+        )
+        .select_from(changed)
+        .join(Track, T.id == changed.c.track_id)
+        .outerjoin(ListeningEvent, and_(E.track_id == changed.c.track_id, or_(week, prior)))
+        .group_by(T.spotify_uri)
+    )
+
+
+def _finish_popularity(df: pd.DataFrame) -> pd.DataFrame:
+    df["skip_rate"] = _ratio(df["skips"], df["plays"] + df["skips"])
+    prior = df.pop("prior_plays")
+    df["trend"] = (df["plays"] - prior) / prior.clip(lower=1)
+    return df.drop(columns=["skips"])
+
+
+# --- user_track_interactions (30 d) -----------------------------------------------------------
+
+
+def _user_track_interactions(changed: Any, at: datetime) -> Select[Any]:
+    window = _in(at - timedelta(days=30), at)
+    return (
+        select(
+            U.external_id.label("user_id"),
+            T.spotify_uri.label("track_id"),
+            _count(_is(EventType.PLAY)).label("plays"),
+            _count(_is(EventType.SKIP)).label("skips"),
+            func.max(case((_is(EventType.PLAY), E.occurred_at))).label("last_played_at"),
+        )
+        .select_from(changed)
+        .join(User, U.id == changed.c.user_id)
+        .join(Track, T.id == changed.c.track_id)
+        .outerjoin(
+            ListeningEvent,
+            and_(E.user_id == changed.c.user_id, E.track_id == changed.c.track_id, window),
+        )
+        .group_by(U.external_id, T.spotify_uri)
+    )
+
+
+WINDOWED_VIEWS = (
+    WindowedView(
+        "user_listening_stats",
+        FEAT_USER_LISTENING_STATS,
+        ("user_id",),
+        timedelta(days=7),
+        1,
+        _user_listening_stats,
+        _finish_listening_stats,
+    ),
+    WindowedView(
+        "user_audio_preferences",
+        FEAT_USER_AUDIO_PREFERENCES,
+        ("user_id",),
+        timedelta(days=30),
+        1,
+        _user_audio_preferences,
+        _finish_audio_preferences,
+    ),
+    WindowedView(
+        "track_popularity",
+        FEAT_TRACK_POPULARITY,
+        ("track_id",),
+        timedelta(days=7),
+        2,
+        _track_popularity,
+        _finish_popularity,
+    ),
+    WindowedView(
+        "user_track_interactions",
+        FEAT_USER_TRACK_INTERACTIONS,
+        ("user_id", "track_id"),
+        timedelta(days=30),
+        1,
+        _user_track_interactions,
+        lambda df: df,
+    ),
+)
+
+
+def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
+    return (num / den.where(den > 0)).fillna(0.0).astype(float)
+
+
+# --- the job ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ComputeReport:
+    rows: dict[str, int]
+    snapshots: dict[str, int]
+    as_of: datetime
+
+
+def latest_event_time(engine: Engine) -> datetime | None:
+    with engine.connect() as conn:
+        value = conn.execute(select(func.max(E.occurred_at))).scalar()
+    return _utc(value) if value is not None else None
+
+
+def compute_features(
+    engine: Engine, as_of: datetime, *, rebuild: bool = False, now: datetime | None = None
+) -> ComputeReport:
+    """Bring every feature table up to `as_of` in one transaction."""
+    created = now or datetime.now(UTC)
+    report = ComputeReport(rows={}, snapshots={}, as_of=as_of)
+    with engine.begin() as conn:
+        for view in WINDOWED_VIEWS:
+            rows, snapshots = _compute_windowed(conn, view, as_of, created, rebuild)
+            report.rows[view.name], report.snapshots[view.name] = rows, snapshots
+        report.rows["track_audio_features"] = _compute_track_features(conn, created, rebuild)
+    return report
+
+
+def _compute_windowed(
+    conn: Connection, view: WindowedView, as_of: datetime, created: datetime, rebuild: bool
+) -> tuple[int, int]:
+    if rebuild:
+        conn.execute(delete(view.table))
+    last = conn.execute(select(func.max(view.table.c.event_timestamp))).scalar()
+    previous = _utc(last) if last is not None else None
+    rows = snapshots = 0
+    for at in _snapshot_times(conn, view, previous, as_of):
+        changed = _changed_entities(view, previous, at)
+        df = pd.DataFrame(conn.execute(view.aggregate(changed, at)).mappings().all())
+        if not df.empty:
+            df = view.finish(df)
+            df["event_timestamp"], df["created"] = at, created
+            conn.execute(insert(view.table), _records(df))
+            rows += len(df)
+            snapshots += 1
+        previous = at
+    return rows, snapshots
+
+
+def _shifts(view: WindowedView) -> range:
+    """Multiples of the window at which an event changes the view: when it happens, and when
+    it leaves each window."""
+    return range(view.windows + 1)
+
+
+def _snapshot_times(
+    conn: Connection, view: WindowedView, previous: datetime | None, as_of: datetime
+) -> list[datetime]:
+    """Ends of days on which an event entered or left one of the view's windows, after
+    `previous` and before `as_of`, then `as_of` itself."""
+    day = func.date(E.occurred_at)
+    if conn.dialect.name == "postgresql":  # the date in UTC, whatever the session time zone
+        day = func.date(func.timezone("UTC", E.occurred_at))
+    query = select(day).where(E.occurred_at <= as_of).distinct()
+    if previous is not None:
+        query = query.where(E.occurred_at > previous - view.window * view.windows - DAY)
+    times = set()
+    for value in conn.execute(query).scalars():
+        end_of_day = datetime.combine(_as_date(value), time(), UTC) + DAY
+        for k in _shifts(view):
+            at = end_of_day + view.window * k
+            if (previous is None or at > previous) and at < as_of:
+                times.add(at)
+    if previous is None or as_of > previous:
+        times.add(as_of)
+    return sorted(times)
+
+
+def _changed_entities(view: WindowedView, previous: datetime | None, at: datetime) -> Any:
+    """Entities with an event that entered or left one of the view's windows in (previous, at]."""
+    ids = [E.user_id if key == "user_id" else E.track_id for key in view.keys]
+    if previous is None:  # first snapshot: everything within reach of the windows
+        condition = _in(at - view.window * view.windows, at)
+    else:
+        condition = or_(
+            *[_in(previous - view.window * k, at - view.window * k) for k in _shifts(view)]
+        )
+    return select(*ids).where(condition).distinct().subquery("changed")
+
+
+def _compute_track_features(conn: Connection, created: datetime, rebuild: bool) -> int:
+    """Intrinsic track data: a row whenever a track changed (event_timestamp = updated_at)."""
+    table = FEAT_TRACK_AUDIO_FEATURES
+    if rebuild:
+        conn.execute(delete(table))
+    last = conn.execute(select(func.max(table.c.event_timestamp))).scalar()
+    query = select(
+        T.spotify_uri,
+        T.name,
+        Artist.__table__.c.name.label("artist"),
+        T.album_name,
+        T.lyrics,
+        T.genre,
+        T.duration_ms,
+        T.updated_at,
+        *[T[f] for f in AUDIO_FEATURES],
+    ).join(Artist, Artist.__table__.c.id == T.artist_id)
+    if last is not None:
+        query = query.where(T.updated_at > last)
+    rows = []
+    for r in conn.execute(query).mappings():
+        rows.append(
+            {
+                "track_id": r["spotify_uri"],
+                "event_timestamp": _utc(r["updated_at"]),
+                "created": created,
+                "genre": r["genre"],
+                "duration_ms": r["duration_ms"],
+                "text_embedding_id": text_id(
+                    track_text(r["name"], r["artist"], r["album_name"], r["lyrics"])
+                ),
+                **{f: r[f] for f in AUDIO_FEATURES},
+            }
+        )
+    if rows:
+        conn.execute(insert(table), rows)
+    return len(rows)
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """DataFrame rows as plain Python values (NaN -> None) for an executemany insert."""
+    clean = df.astype(object).where(df.notna(), None)
+    return [
+        {k: (v.to_pydatetime() if isinstance(v, pd.Timestamp) else v) for k, v in row.items()}
+        for row in clean.to_dict("records")
+    ]
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _as_date(value: date | str) -> date:
+    return date.fromisoformat(value) if isinstance(value, str) else value
