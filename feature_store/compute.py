@@ -294,7 +294,7 @@ def compute_features(
         for view in WINDOWED_VIEWS:
             rows, snapshots = _compute_windowed(conn, view, as_of, created, rebuild)
             report.rows[view.name], report.snapshots[view.name] = rows, snapshots
-        report.rows["track_audio_features"] = _compute_track_features(conn, created, rebuild)
+        report.rows["track_audio_features"] = _compute_track_features(conn, as_of, created, rebuild)
     return report
 
 
@@ -360,12 +360,16 @@ def _changed_entities(view: WindowedView, previous: datetime | None, at: datetim
     return select(*ids).where(condition).distinct().subquery("changed")
 
 
-def _compute_track_features(conn: Connection, created: datetime, rebuild: bool) -> int:
-    """Intrinsic track data: a row whenever a track changed (event_timestamp = updated_at)."""
+def _compute_track_features(
+    conn: Connection, as_of: datetime, created: datetime, rebuild: bool
+) -> int:
+    """Intrinsic track data: a row for each track changed since the last run. Audio features do
+    not change over time, so what is known now holds as of `as_of` even for historical data:
+    event_timestamp is the track's last change, but never later than `as_of`."""
     table = FEAT_TRACK_AUDIO_FEATURES
     if rebuild:
         conn.execute(delete(table))
-    last = conn.execute(select(func.max(table.c.event_timestamp))).scalar()
+    last = conn.execute(select(func.max(table.c.created))).scalar()
     query = select(
         T.spotify_uri,
         T.name,
@@ -384,7 +388,7 @@ def _compute_track_features(conn: Connection, created: datetime, rebuild: bool) 
         rows.append(
             {
                 "track_id": r["spotify_uri"],
-                "event_timestamp": _utc(r["updated_at"]),
+                "event_timestamp": min(_utc(r["updated_at"]), as_of),
                 "created": created,
                 "genre": r["genre"],
                 "duration_ms": r["duration_ms"],

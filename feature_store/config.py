@@ -11,6 +11,7 @@ dictionary, never kept by hand.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from musicrec.config import Settings
 REPO_DIR = Path(__file__).resolve().parent
 
 os.environ.setdefault("FEAST_USAGE", "False")  # no telemetry calls (and no network here)
+# context_aware_features is an on-demand view; Feast warns on every use that they are new.
+warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
 
 
 def feature_data_dir(settings: Settings) -> Path:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from feature_store.cli import app as features_app
 from ml_pipeline.ingest.cli import app as ingest_app
 from musicrec.console import cli_errors, console, counts_table
 from musicrec.db import migrate
@@ -18,6 +19,7 @@ app = typer.Typer(
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
 app.add_typer(db_app, name="db")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(features_app, name="features")
 
 
 @db_app.command("upgrade")

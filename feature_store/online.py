@@ -1,0 +1,123 @@
+"""Online feature reads for the ML service: a listener's features (with the request context)
+and features for up to a few hundred candidate tracks, in one call.
+
+Unknown listeners and tracks get documented defaults instead of an error (DEFAULTS): activity
+counts and rates of the windowed views are 0 (no activity in the window); everything else
+(audio features and preferences, timestamps, genre) is None, meaning unknown. Feature names are
+"view__feature".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from feast import FeatureStore
+from feast.types import Float64, Int64
+
+from feature_store.definitions import VIEWS, schema
+from feature_store.store import open_store
+from musicrec.config import Settings
+
+USER_VIEWS = ("user_listening_stats", "user_audio_preferences")
+TRACK_VIEWS = ("track_audio_features", "track_popularity")
+PAIR_VIEWS = ("user_track_interactions",)
+CONTEXT_VIEW = "context_aware_features"
+ACTIVITY_VIEWS = {"user_listening_stats", "track_popularity", "user_track_interactions"}
+
+
+def _defaults() -> dict[str, Any]:
+    defaults: dict[str, Any] = {}
+    for view, (table, *_rest) in VIEWS.items():
+        for field in schema(table):
+            zero = view in ACTIVITY_VIEWS and field.dtype in (Int64, Float64)
+            defaults[f"{view}__{field.name}"] = 0 if zero else None
+    return defaults
+
+
+DEFAULTS = _defaults()
+
+
+class UnknownFeature(ValueError):
+    pass
+
+
+class OnlineFeatures:
+    def __init__(self, store: FeatureStore) -> None:
+        self.store = store
+        self.refs = {
+            view: [f"{view}:{field.name}" for field in schema(VIEWS[view][0])] for view in VIEWS
+        }
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> OnlineFeatures:
+        return cls(open_store(settings))
+
+    def user_features(
+        self,
+        user_id: str,
+        *,
+        device: str | None = None,
+        position_in_session: int = 0,
+        request_time: datetime | None = None,
+        features: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        refs = [ref for view in USER_VIEWS for ref in self.refs[view]]
+        refs += [f"{CONTEXT_VIEW}:{name}" for name in CONTEXT_FEATURES]
+        row = {
+            "user_id": user_id,
+            "request_time": request_time or datetime.now(UTC),
+            "device": device or "unknown",
+            "position_in_session": position_in_session,
+        }
+        return self._read(self._select(refs, features), [row])[0]
+
+    def track_features(
+        self, track_ids: Sequence[str], features: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        refs = [ref for view in TRACK_VIEWS for ref in self.refs[view]]
+        return self._read(self._select(refs, features), [{"track_id": t} for t in track_ids])
+
+    def user_track_features(
+        self, user_id: str, track_ids: Sequence[str], features: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        refs = [ref for view in PAIR_VIEWS for ref in self.refs[view]]
+        rows = [{"user_id": user_id, "track_id": t} for t in track_ids]
+        return self._read(self._select(refs, features), rows)
+
+    def _select(self, refs: list[str], wanted: Sequence[str] | None) -> list[str]:
+        if wanted is None:
+            return refs
+        by_name = {ref.replace(":", "__"): ref for ref in refs}
+        if unknown := [name for name in wanted if name not in by_name]:
+            raise UnknownFeature(
+                f"unknown feature(s) {', '.join(unknown)}; known: {', '.join(sorted(by_name))}"
+            )
+        return [by_name[name] for name in wanted]
+
+    def _read(self, refs: list[str], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not rows:
+            return []
+        columns = self.store.get_online_features(
+            features=refs, entity_rows=rows, full_feature_names=True
+        ).to_dict()
+        names = [ref.replace(":", "__") for ref in refs]
+        out = []
+        for i in range(len(rows)):
+            values = {}
+            for name in names:
+                value = columns[name][i]
+                values[name] = DEFAULTS.get(name) if value is None else value
+            out.append(values)
+        return out
+
+
+CONTEXT_FEATURES = (
+    "hour_of_day",
+    "day_of_week",
+    "is_weekend",
+    "device_type",
+    "position_in_session",
+    "seconds_since_last_play",
+)
