@@ -48,6 +48,7 @@ from musicrec.db.models import (
     FEAT_USER_LISTENING_STATS,
     FEAT_USER_TRACK_INTERACTIONS,
     Artist,
+    FeatureJobRun,
     ListeningEvent,
     Track,
     User,
@@ -284,22 +285,31 @@ def latest_event_time(engine: Engine) -> datetime | None:
     return _utc(value) if value is not None else None
 
 
-def compute_features(
-    engine: Engine, as_of: datetime, *, rebuild: bool = False, now: datetime | None = None
-) -> ComputeReport:
-    """Bring every feature table up to `as_of` in one transaction."""
-    created = now or datetime.now(UTC)
+def compute_features(engine: Engine, as_of: datetime, *, rebuild: bool = False) -> ComputeReport:
+    """Bring every feature table up to `as_of` in one transaction, and record the run."""
+    started = datetime.now(UTC)
     report = ComputeReport(rows={}, snapshots={}, as_of=as_of)
     with engine.begin() as conn:
+        last_run = conn.execute(select(func.max(FeatureJobRun.started_at))).scalar()
         for view in WINDOWED_VIEWS:
-            rows, snapshots = _compute_windowed(conn, view, as_of, created, rebuild)
+            rows, snapshots = _compute_windowed(conn, view, as_of, rebuild)
             report.rows[view.name], report.snapshots[view.name] = rows, snapshots
-        report.rows["track_audio_features"] = _compute_track_features(conn, as_of, created, rebuild)
+        since = None if rebuild or last_run is None else _utc(last_run)
+        report.rows["track_audio_features"] = _compute_track_features(conn, as_of, since, rebuild)
+        conn.execute(
+            insert(FeatureJobRun).values(
+                as_of=as_of,
+                started_at=started,
+                finished_at=datetime.now(UTC),
+                rebuild=rebuild,
+                rows=report.rows,
+            )
+        )
     return report
 
 
 def _compute_windowed(
-    conn: Connection, view: WindowedView, as_of: datetime, created: datetime, rebuild: bool
+    conn: Connection, view: WindowedView, as_of: datetime, rebuild: bool
 ) -> tuple[int, int]:
     if rebuild:
         conn.execute(delete(view.table))
@@ -311,7 +321,7 @@ def _compute_windowed(
         df = pd.DataFrame(conn.execute(view.aggregate(changed, at)).mappings().all())
         if not df.empty:
             df = view.finish(df)
-            df["event_timestamp"], df["created"] = at, created
+            df["event_timestamp"] = df["created"] = at  # known from events up to `at` only
             conn.execute(insert(view.table), _records(df))
             rows += len(df)
             snapshots += 1
@@ -361,15 +371,14 @@ def _changed_entities(view: WindowedView, previous: datetime | None, at: datetim
 
 
 def _compute_track_features(
-    conn: Connection, as_of: datetime, created: datetime, rebuild: bool
+    conn: Connection, as_of: datetime, since: datetime | None, rebuild: bool
 ) -> int:
-    """Intrinsic track data: a row for each track changed since the last run. Audio features do
-    not change over time, so what is known now holds as of `as_of` even for historical data:
-    event_timestamp is the track's last change, but never later than `as_of`."""
+    """Intrinsic track data: a row for each track changed since the last run started. Audio
+    features do not change over time, so what is known now holds as of `as_of` even for
+    historical data: the row's time is the track's last change, but never later than `as_of`."""
     table = FEAT_TRACK_AUDIO_FEATURES
     if rebuild:
         conn.execute(delete(table))
-    last = conn.execute(select(func.max(table.c.created))).scalar()
     query = select(
         T.spotify_uri,
         T.name,
@@ -381,15 +390,16 @@ def _compute_track_features(
         T.updated_at,
         *[T[f] for f in AUDIO_FEATURES],
     ).join(Artist, Artist.__table__.c.id == T.artist_id)
-    if last is not None:
-        query = query.where(T.updated_at > last)
+    if since is not None:
+        query = query.where(T.updated_at > since)
     rows = []
     for r in conn.execute(query).mappings():
+        known = min(_utc(r["updated_at"]), as_of)
         rows.append(
             {
                 "track_id": r["spotify_uri"],
-                "event_timestamp": min(_utc(r["updated_at"]), as_of),
-                "created": created,
+                "event_timestamp": known,
+                "created": known,
                 "genre": r["genre"],
                 "duration_ms": r["duration_ms"],
                 "text_embedding_id": text_id(

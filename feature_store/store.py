@@ -86,10 +86,14 @@ def materialize(
     table and reloads the online store from the beginning."""
     computed = compute_features(engine, as_of, rebuild=full)
     store = apply(settings, engine)  # also exports the offline files in embedded mode
-    if full:
-        store.materialize(start_date=EPOCH, end_date=as_of)
-    else:
-        store.materialize_incremental(end_date=as_of)
+    # Feast starts a view's first incremental run at (wall clock - TTL), which would skip
+    # historical data: views never materialized are loaded from the beginning instead.
+    fresh = [v.name for v in store.list_feature_views() if full or not v.materialization_intervals]
+    if fresh:
+        store.materialize(start_date=EPOCH, end_date=as_of, feature_views=fresh)
+    rest = [v.name for v in store.list_feature_views() if v.name not in fresh]
+    if rest:
+        store.materialize_incremental(end_date=as_of, feature_views=rest)
     return MaterializeReport(
         computed=computed,
         mode="full" if full else "incremental",

@@ -1,5 +1,5 @@
-"""The main job as a pipeline of named steps: migrate → ingest → summary. Later stages
-(features → train → serve → recommend) append their steps to STEPS."""
+"""The main job as a pipeline of named steps: migrate → ingest → summary → features. Later
+stages (train → serve → recommend) append their steps to STEPS."""
 
 from __future__ import annotations
 
@@ -82,10 +82,41 @@ def _summary(ctx: PipelineContext) -> None:
     console.print(counts_table("catalog", counts))
 
 
+def _features(ctx: PipelineContext) -> None:
+    from sqlalchemy import select
+
+    from feature_store.online import OnlineFeatures
+    from feature_store.store import materialize, resolve_as_of
+    from musicrec.db.models import ListeningEvent, User
+
+    # As of the newest event: real data such as the MPD is historical.
+    as_of = resolve_as_of(ctx.engine, "latest")
+    report = materialize(ctx.settings, ctx.engine, as_of)
+    console.print(
+        counts_table(
+            f"feature rows written (as of {as_of:%Y-%m-%d %H:%M} UTC)", report.computed.rows
+        )
+    )
+    with ctx.engine.connect() as conn:
+        user = conn.execute(
+            select(User.external_id)
+            .join(ListeningEvent, ListeningEvent.user_id == User.id)
+            .order_by(ListeningEvent.occurred_at.desc())
+            .limit(1)
+        ).scalar_one()
+    values = OnlineFeatures.for_settings(ctx.settings).user_features(user, request_time=as_of)
+    ctx.results["user_features"] = {"user_id": user, **values}
+    console.print(f"online features of listener [bold]{user}[/] ({ctx.settings.online_store}):")
+    for name, value in values.items():
+        shown = f"{value:.3f}" if isinstance(value, float) else value
+        console.print(f"  {name} = {shown}", highlight=False)
+
+
 STEPS: list[Step] = [
     Step("migrate", "create or upgrade the database schema", _migrate),
     Step("ingest", "load playlists, audio features and lyrics", _ingest),
     Step("summary", "count what the database holds", _summary),
+    Step("features", "compute features, load the online store, read one listener", _features),
 ]
 
 

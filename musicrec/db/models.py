@@ -198,7 +198,22 @@ class UserInterestGraph(Base):
 # --- Feature tables ---------------------------------------------------------------------------
 # Offline sources of the Feast feature views (feature_store/): one row per entity and snapshot
 # time, written by feature_store/compute.py. `event_timestamp` is the instant the values hold
-# for (point-in-time joins); `created` is when the row was computed (Feast de-duplicates on it).
+# for (point-in-time joins); `created` is when they could first have been known, which for a
+# snapshot computed from events up to T is T itself (Feast's file store hides rows created
+# after a training example's time, so a backfill must not stamp them with the run time).
+
+
+class FeatureJobRun(Base):
+    """One run of the feature batch job: its watermark and what it wrote."""
+
+    __tablename__ = "feature_job_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    rebuild: Mapped[bool]
+    rows: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 AUDIO_PREFERENCE_FEATURES = (
     "danceability",

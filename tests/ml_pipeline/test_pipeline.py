@@ -7,7 +7,7 @@ from musicrec.config import Settings
 
 
 def test_step_order_is_the_documented_pipeline() -> None:
-    assert [s.name for s in STEPS][:3] == ["migrate", "ingest", "summary"]
+    assert [s.name for s in STEPS][:4] == ["migrate", "ingest", "summary", "features"]
 
 
 def test_demo_without_real_data_uses_the_generator(tmp_path: Path) -> None:
@@ -18,6 +18,8 @@ def test_demo_without_real_data_uses_the_generator(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "musicrec.db").exists()
     assert counts["users"] == 300 and counts["tracks"] == 3000
     assert counts["events_skip"] > 0 and counts["tracks_with_audio_features"] == 3000
+    features = ctx.results["user_features"]
+    assert features["user_listening_stats__plays"] + features["user_listening_stats__skips"] > 0
     # Running it again is safe and adds nothing.
     assert run_demo(DemoOptions(), settings).results["counts"] == counts
 

@@ -1,4 +1,4 @@
-"""feature tables and tracks.updated_at
+"""feature tables, feature job runs, tracks.updated_at
 
 Revision ID: 0002
 Revises: 0001
@@ -112,6 +112,21 @@ def upgrade() -> None:
             "user_id", "track_id", "event_timestamp", name=op.f("pk_feat_user_track_interactions")
         ),
     )
+    op.create_table(
+        "feature_job_runs",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("rebuild", sa.Boolean(), nullable=False),
+        sa.Column("rows", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_feature_job_runs")),
+    )
+    with op.batch_alter_table("feature_job_runs", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_feature_job_runs_started_at"), ["started_at"], unique=False
+        )
+
     with op.batch_alter_table("tracks", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column(
@@ -129,6 +144,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_tracks_updated_at"))
         batch_op.drop_column("updated_at")
 
+    with op.batch_alter_table("feature_job_runs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_feature_job_runs_started_at"))
+
+    op.drop_table("feature_job_runs")
     op.drop_table("feat_user_track_interactions")
     op.drop_table("feat_user_listening_stats")
     op.drop_table("feat_user_audio_preferences")

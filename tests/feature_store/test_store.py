@@ -1,0 +1,147 @@
+"""The feature store end to end: materialized values read back online (embedded: SQLite online
+store; services: Postgres offline store + the real Redis), defaults, pushes, training joins."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import redis
+from sqlalchemy import Engine
+
+from feature_store.online import OnlineFeatures, UnknownFeature
+from feature_store.push import push_event
+from feature_store.store import materialize, open_store
+from musicrec.config import Settings
+from musicrec.db.bulk import write_batch
+from musicrec.db.migrate import upgrade
+from musicrec.events import EventType, ListeningEvent
+from tests.feature_store.event_set import T0, T1, T2, batch
+
+MODES = ["embedded", "services"]
+
+
+@pytest.fixture(params=MODES)
+def feature_env(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_schema_engine: Callable[[], Engine]
+) -> Iterator[tuple[Settings, Engine]]:
+    project = f"t{uuid.uuid4().hex[:10]}"
+    if request.param == "embedded":
+        settings = Settings(var_dir=tmp_path, feast_project=project)
+        from musicrec.db.engine import make_engine
+
+        engine = make_engine(settings=settings)
+    else:
+        try:
+            redis.Redis(host="127.0.0.1", port=6379).ping()
+        except redis.ConnectionError as exc:
+            pytest.fail(f"Redis is required at 127.0.0.1:6379: {exc}", pytrace=False)
+        engine = pg_schema_engine()
+        settings = Settings(
+            var_dir=tmp_path,
+            feast_project=project,
+            database_url=engine.url.render_as_string(hide_password=False),
+            feast_redis_host="127.0.0.1",
+        )
+    upgrade(engine)
+    write_batch(engine, batch())
+    yield settings, engine
+    open_store(settings).teardown()  # drops the project's online keys and tables
+
+
+@pytest.fixture
+def online(feature_env: tuple[Settings, Engine]) -> OnlineFeatures:
+    settings, engine = feature_env
+    materialize(settings, engine, T0)
+    return OnlineFeatures.for_settings(settings)
+
+
+def test_online_values_are_the_materialized_ones(online: OnlineFeatures) -> None:
+    u1 = online.user_features("u1", device="desktop", request_time=T0)
+    assert (u1["user_listening_stats__plays"], u1["user_listening_stats__skips"]) == (2, 1)
+    assert u1["user_audio_preferences__pref_energy"] == pytest.approx(3.0 / 4.5)
+    assert u1["context_aware_features__device_type"] == "desktop"
+    assert u1["context_aware_features__hour_of_day"] == 12
+    # last event: the skip 1 day minus 5 minutes before T0
+    assert u1["context_aware_features__seconds_since_last_play"] == pytest.approx(86_100)
+
+    t1, t2 = online.track_features([T1, T2])
+    assert (t1["track_popularity__plays"], t1["track_popularity__trend"]) == (3, 2.0)
+    assert (t1["track_audio_features__energy"], t2["track_audio_features__energy"]) == (0.8, 0.2)
+    pair = online.user_track_features("u1", [T1])[0]
+    assert pair["user_track_interactions__plays"] == 2
+
+
+def test_unknown_entities_get_defaults_and_bad_names_a_clear_error(online: OnlineFeatures) -> None:
+    nobody = online.user_features("nobody")
+    assert nobody["user_listening_stats__plays"] == 0
+    assert nobody["user_listening_stats__skip_rate"] == 0
+    assert nobody["user_audio_preferences__pref_energy"] is None  # unknown taste
+    (unknown_track,) = online.track_features(["spotify:track:unknown"])
+    assert unknown_track["track_popularity__plays"] == 0
+    assert unknown_track["track_audio_features__energy"] is None
+    with pytest.raises(UnknownFeature, match="track_popularity__playz"):
+        online.track_features([T1], ["track_popularity__playz"])
+
+
+def test_a_pushed_event_is_visible_at_once(online: OnlineFeatures) -> None:
+    event = ListeningEvent(
+        user_id="u1",
+        track_id=T2,
+        event_type=EventType.PLAY,
+        occurred_at=T0 + timedelta(minutes=1),
+        ms_played=95_000,
+    )
+    push_event(online, event)
+    u1 = online.user_features("u1", request_time=T0 + timedelta(minutes=2))
+    assert (u1["user_listening_stats__plays"], u1["user_listening_stats__skips"]) == (3, 1)
+    assert u1["user_listening_stats__completed_play_ratio"] == pytest.approx(2 / 3)
+    assert u1["context_aware_features__seconds_since_last_play"] == pytest.approx(60)
+    pair = online.user_track_features("u1", [T2])[0]
+    assert (pair["user_track_interactions__plays"], pair["user_track_interactions__skips"]) == (
+        1,
+        1,
+    )
+
+
+def test_training_join_is_point_in_time(feature_env: tuple[Settings, Engine]) -> None:
+    settings, engine = feature_env
+    materialize(settings, engine, T0 + timedelta(days=20))
+    store = open_store(settings)
+    entity_df = pd.DataFrame(
+        {
+            "user_id": ["u1"] * 4,
+            # before any event; 36 h before T0; after the events left the 7-day window;
+            # more than the 7-day TTL after the last row
+            "event_timestamp": [
+                T0 - timedelta(days=30),
+                T0 - timedelta(hours=36),
+                T0 + timedelta(days=8),
+                T0 + timedelta(days=15),
+            ],
+        }
+    )
+    df = store.get_historical_features(
+        entity_df=entity_df,
+        features=["user_listening_stats:plays", "user_listening_stats:skips"],
+    ).to_df()
+    # Feast's Postgres store keeps entity rows without a value (NaN); its file store drops them.
+    found = {
+        _utc(ts): (plays, skips)
+        for ts, plays, skips in zip(df["event_timestamp"], df["plays"], df["skips"], strict=True)
+        if not pd.isna(plays)
+    }
+    before, at_36h, after, expired = (_utc(t) for t in entity_df["event_timestamp"])
+    assert before not in found  # nothing known yet: no value from the future leaks in
+    assert found[at_36h] == (1, 0)  # the midnight snapshot 36 h before T0: the -2d play only
+    assert found[after] == (0, 0)  # a zero row replaced the counts when they left the window
+    assert expired not in found  # that zero row is older than the view's 7-day TTL
+
+
+def _utc(value: object) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)  # type: ignore[arg-type]
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
