@@ -10,7 +10,7 @@ settings are also module attributes (Feast collects every Feast object it finds 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -114,6 +114,35 @@ def offline_parquet(settings: Settings, view: str) -> Any:
     return feature_data_dir(settings) / "offline" / f"{view}.parquet"
 
 
+def context_values(
+    request_time: Any, device: Any, position_in_session: Any, last_event_at: Any
+) -> dict[str, Any]:
+    """context_aware_features for one request (the on-demand view and the fast read path
+    both compute them here)."""
+    when = _utc(request_time)
+    last = None if _missing(last_event_at) else _utc(last_event_at)
+    return {
+        "hour_of_day": when.hour,
+        "day_of_week": when.weekday(),
+        "is_weekend": int(when.weekday() >= 5),
+        "device_type": "unknown" if _missing(device) else str(device),
+        "position_in_session": 0 if _missing(position_in_session) else int(position_in_session),
+        # -1 when the listener has no play on record.
+        "seconds_since_last_play": -1.0 if last is None else (when - last).total_seconds(),
+    }
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def _utc(value: Any) -> datetime:
+    stamp = pd.Timestamp(value)
+    return (
+        stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    ).to_pydatetime()
+
+
 @dataclass
 class FeatureRepo:
     views: dict[str, FeatureView]
@@ -152,18 +181,20 @@ def build_repo(settings: Settings) -> FeatureRepo:
 
     # A new function object per build: Feast's decorator rebinds it to __main__ to pickle it
     # by value, after which its source (which Feast stores too) can no longer be found.
+    # Feast runs it from its own copy, without this module's globals: it imports what it uses.
     def _context_features(inputs: pd.DataFrame) -> pd.DataFrame:
-        when = pd.to_datetime(inputs["request_time"], utc=True)
-        last = pd.to_datetime(inputs["last_event_at"], utc=True)
-        out = pd.DataFrame(index=inputs.index)
-        out["hour_of_day"] = when.dt.hour.astype("int64")
-        out["day_of_week"] = when.dt.dayofweek.astype("int64")
-        out["is_weekend"] = (when.dt.dayofweek >= 5).astype("int64")
-        out["device_type"] = inputs["device"].fillna("unknown").astype(str)
-        out["position_in_session"] = inputs["position_in_session"].fillna(0).astype("int64")
-        # -1 when the listener has no play on record.
-        out["seconds_since_last_play"] = (when - last).dt.total_seconds().fillna(-1.0)
-        return out
+        import pandas as pd
+
+        from feature_store.definitions import context_values
+
+        rows = zip(
+            inputs["request_time"],
+            inputs["device"],
+            inputs["position_in_session"],
+            inputs["last_event_at"],
+            strict=True,
+        )
+        return pd.DataFrame([context_values(*row) for row in rows], index=inputs.index)
 
     context = on_demand_feature_view(
         sources=[views["user_listening_stats"], request_context],

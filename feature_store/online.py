@@ -5,6 +5,11 @@ Unknown listeners and tracks get documented defaults instead of an error (DEFAUL
 counts and rates of the windowed views are 0 (no activity in the window); everything else
 (audio features and preferences, timestamps, genre) is None, meaning unknown. Feature names are
 "view__feature".
+
+With the Redis online store, reads go through RedisFeatureReader (Feast's own layout, one
+pipeline, about 5x faster than the SDK; see benchmarks/features.py) and the request-context
+features are computed here by the same function the on-demand view uses; otherwise through
+Feast's SDK. Both give the same values (tests/feature_store/test_store.py).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from typing import Any
 from feast import FeatureStore
 from feast.types import Float64, Int64
 
-from feature_store.definitions import VIEWS, schema
+from feature_store.definitions import VIEWS, context_values, schema
+from feature_store.fast_online import RedisFeatureReader
 from feature_store.store import open_store
 from musicrec.config import Settings
 
@@ -44,15 +50,17 @@ class UnknownFeature(ValueError):
 
 
 class OnlineFeatures:
-    def __init__(self, store: FeatureStore) -> None:
+    def __init__(self, store: FeatureStore, *, fast: bool = True) -> None:
         self.store = store
+        redis = store.config.online_store.type == "redis"
+        self.reader = RedisFeatureReader(store) if fast and redis else None
         self.refs = {
             view: [f"{view}:{field.name}" for field in schema(VIEWS[view][0])] for view in VIEWS
         }
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> OnlineFeatures:
-        return cls(open_store(settings))
+    def for_settings(cls, settings: Settings, *, fast: bool = True) -> OnlineFeatures:
+        return cls(open_store(settings), fast=fast)
 
     def user_features(
         self,
@@ -65,13 +73,28 @@ class OnlineFeatures:
     ) -> dict[str, Any]:
         refs = [ref for view in USER_VIEWS for ref in self.refs[view]]
         refs += [f"{CONTEXT_VIEW}:{name}" for name in CONTEXT_FEATURES]
-        row = {
-            "user_id": user_id,
-            "request_time": request_time or datetime.now(UTC),
-            "device": device or "unknown",
-            "position_in_session": position_in_session,
-        }
-        return self._read(self._select(refs, features), [row])[0]
+        refs = self._select(refs, features)
+        when = request_time or datetime.now(UTC)
+        if self.reader is None:  # the SDK computes the on-demand view
+            row = {
+                "user_id": user_id,
+                "request_time": when,
+                "device": device or "unknown",
+                "position_in_session": position_in_session,
+            }
+            return self._read(refs, [row])[0]
+        stored = [ref for ref in refs if not ref.startswith(f"{CONTEXT_VIEW}:")]
+        last_ref = "user_listening_stats:last_event_at"
+        values = self._read([*dict.fromkeys([*stored, last_ref])], [{"user_id": user_id}])[0]
+        last = values["user_listening_stats__last_event_at"]
+        context = context_values(when, device, position_in_session, last)
+        out = {}
+        for ref in refs:
+            view, name = ref.split(":")
+            out[f"{view}__{name}"] = (
+                context[name] if view == CONTEXT_VIEW else values[f"{view}__{name}"]
+            )
+        return out
 
     def track_features(
         self, track_ids: Sequence[str], features: Sequence[str] | None = None
@@ -99,9 +122,12 @@ class OnlineFeatures:
     def _read(self, refs: list[str], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not rows:
             return []
-        columns = self.store.get_online_features(
-            features=refs, entity_rows=rows, full_feature_names=True
-        ).to_dict()
+        if self.reader is not None:
+            columns = self.reader.get_online_features(refs, rows, full_feature_names=True)
+        else:
+            columns = self.store.get_online_features(
+                features=refs, entity_rows=rows, full_feature_names=True
+            ).to_dict()
         names = [ref.replace(":", "__") for ref in refs]
         out = []
         for i in range(len(rows)):

@@ -145,3 +145,21 @@ def test_training_join_is_point_in_time(feature_env: tuple[Settings, Engine]) ->
 def _utc(value: object) -> pd.Timestamp:
     stamp = pd.Timestamp(value)  # type: ignore[arg-type]
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def test_fast_path_returns_what_the_sdk_returns(online: OnlineFeatures) -> None:
+    sdk = OnlineFeatures(online.store, fast=False)
+    if online.reader is None:  # embedded mode has only the SDK path
+        assert online.store.config.online_store.type == "sqlite"
+        return
+    for user in ("u1", "u2", "nobody"):
+        kwargs = {"device": "web", "position_in_session": 4, "request_time": T0}
+        assert online.user_features(user, **kwargs) == sdk.user_features(user, **kwargs)
+    tracks = [T1, T2, "spotify:track:unknown"]
+    assert online.track_features(tracks) == sdk.track_features(tracks)
+    assert online.user_track_features("u1", tracks) == sdk.user_track_features("u1", tracks)
+    wanted = ["user_listening_stats__plays", "context_aware_features__hour_of_day"]
+    assert online.user_features("u1", features=wanted, request_time=T0) == {
+        "user_listening_stats__plays": 2,
+        "context_aware_features__hour_of_day": 12,
+    }
