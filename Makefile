@@ -36,6 +36,7 @@ test: $(STAMP) services lint
 
 bench: $(STAMP) services
 	$(BIN)/python -m benchmarks.ingest
+	$(BIN)/python -m benchmarks.features
 
 clean:
 	rm -rf $(VENV) var runs mlruns .pytest_cache .mypy_cache .ruff_cache

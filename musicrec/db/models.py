@@ -215,6 +215,7 @@ class FeatureJobRun(Base):
     rebuild: Mapped[bool]
     rows: Mapped[dict[str, Any]] = mapped_column(JSON)
 
+
 AUDIO_PREFERENCE_FEATURES = (
     "danceability",
     "energy",
