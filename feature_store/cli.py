@@ -46,9 +46,15 @@ def materialize_command(
     from feature_store.store import materialize, resolve_as_of
     from ml_pipeline.ingest.cli import migrated_engine
 
-    with cli_errors():
+    with cli_errors(), console.status("computing features") as status:
         settings, engine = get_settings(), migrated_engine()
-        report = materialize(settings, engine, resolve_as_of(engine, as_of), full=full)
+
+        def progress(view: str) -> None:
+            status.update(f"computing {view}")
+
+        report = materialize(
+            settings, engine, resolve_as_of(engine, as_of), full=full, on_view=progress
+        )
     title = f"features as of {report.computed.as_of:%Y-%m-%d %H:%M:%S} UTC ({report.mode}): rows"
     console.print(counts_table(title, report.computed.rows))
     console.print(f"online store: {report.online_store}")

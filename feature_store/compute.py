@@ -285,16 +285,27 @@ def latest_event_time(engine: Engine) -> datetime | None:
     return _utc(value) if value is not None else None
 
 
-def compute_features(engine: Engine, as_of: datetime, *, rebuild: bool = False) -> ComputeReport:
-    """Bring every feature table up to `as_of` in one transaction, and record the run."""
+def compute_features(
+    engine: Engine,
+    as_of: datetime,
+    *,
+    rebuild: bool = False,
+    on_view: Callable[[str], None] | None = None,
+) -> ComputeReport:
+    """Bring every feature table up to `as_of` in one transaction, and record the run.
+    `on_view` is told each view's name before it is computed (progress)."""
     started = datetime.now(UTC)
     report = ComputeReport(rows={}, snapshots={}, as_of=as_of)
     with engine.begin() as conn:
         last_run = conn.execute(select(func.max(FeatureJobRun.started_at))).scalar()
         for view in WINDOWED_VIEWS:
+            if on_view:
+                on_view(view.name)
             rows, snapshots = _compute_windowed(conn, view, as_of, rebuild)
             report.rows[view.name], report.snapshots[view.name] = rows, snapshots
         since = None if rebuild or last_run is None else _utc(last_run)
+        if on_view:
+            on_view("track_audio_features")
         report.rows["track_audio_features"] = _compute_track_features(conn, as_of, since, rebuild)
         conn.execute(
             insert(FeatureJobRun).values(

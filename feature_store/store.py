@@ -3,6 +3,7 @@ and materialize, and open a Feast FeatureStore for the configured mode."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -80,11 +81,16 @@ def resolve_as_of(engine: Engine, as_of: str | datetime | None) -> datetime:
 
 
 def materialize(
-    settings: Settings, engine: Engine, as_of: datetime, *, full: bool = False
+    settings: Settings,
+    engine: Engine,
+    as_of: datetime,
+    *,
+    full: bool = False,
+    on_view: Callable[[str], None] | None = None,
 ) -> MaterializeReport:
     """Batch job then materialization. Incremental by default; `full` recomputes every feature
     table and reloads the online store from the beginning."""
-    computed = compute_features(engine, as_of, rebuild=full)
+    computed = compute_features(engine, as_of, rebuild=full, on_view=on_view)
     store = apply(settings, engine)  # also exports the offline files in embedded mode
     # Feast starts a view's first incremental run at (wall clock - TTL), which would skip
     # historical data: views never materialized are loaded from the beginning instead.
