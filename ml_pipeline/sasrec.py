@@ -1,0 +1,142 @@
+"""SASRec (Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018).
+
+Causal self-attention blocks over the last `max_seq_len` items, learned positions, item
+embeddings shared between input and output, trained with binary cross-entropy on one sampled
+negative per position. Layout follows the authors' code (pre-LayerNorm on the query, residual
+point-wise feed-forward, a last LayerNorm). Items are 1..n_items; 0 pads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class SASRecConfig:
+    n_items: int
+    max_seq_len: int = 50
+    embedding_dim: int = 50
+    num_heads: int = 1
+    num_layers: int = 2
+    dropout: float = 0.5
+    lr: float = 0.001
+    beta2: float = 0.98  # Adam's second-moment decay, as in the paper
+    l2: float = 0.0  # weight decay on the item embeddings only
+
+
+class PointWiseFeedForward(nn.Module):
+    def __init__(self, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(dim, dim), nn.Dropout(dropout), nn.ReLU(), nn.Linear(dim, dim)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.dropout(self.net(x))
+
+
+class SASRec(nn.Module):
+    def __init__(self, config: SASRecConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.embedding_dim
+        self.item_emb = nn.Embedding(config.n_items + 1, d, padding_idx=0)
+        self.pos_emb = nn.Embedding(config.max_seq_len, d)
+        self.emb_dropout = nn.Dropout(config.dropout)
+        self.attn_norms = nn.ModuleList(nn.LayerNorm(d, eps=1e-8) for _ in range(config.num_layers))
+        self.attns = nn.ModuleList(
+            nn.MultiheadAttention(d, config.num_heads, dropout=config.dropout, batch_first=True)
+            for _ in range(config.num_layers)
+        )
+        self.ffn_norms = nn.ModuleList(nn.LayerNorm(d, eps=1e-8) for _ in range(config.num_layers))
+        self.ffns = nn.ModuleList(
+            PointWiseFeedForward(d, config.dropout) for _ in range(config.num_layers)
+        )
+        self.last_norm = nn.LayerNorm(d, eps=1e-8)
+        causal = torch.triu(torch.ones(config.max_seq_len, config.max_seq_len, dtype=torch.bool), 1)
+        self.register_buffer("causal_mask", causal, persistent=False)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.xavier_normal_(module.weight)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+
+    def encode(self, seqs: Tensor) -> Tensor:
+        """[B, L] item ids (left-padded with 0) -> [B, L, d] hidden state per position."""
+        length = seqs.size(1)
+        x = self.item_emb(seqs) * self.config.embedding_dim**0.5
+        x = x + self.pos_emb.weight[:length].unsqueeze(0)
+        x = self.emb_dropout(x)
+        keep = (seqs != 0).unsqueeze(-1)
+        x = x * keep
+        causal: Tensor = self.causal_mask  # type: ignore[assignment]  # a registered buffer
+        mask = causal[:length, :length]
+        for norm, attn, ffn_norm, ffn in zip(
+            self.attn_norms, self.attns, self.ffn_norms, self.ffns, strict=True
+        ):
+            q = norm(x)
+            attended, _ = attn(q, x, x, attn_mask=mask, need_weights=False)
+            x = ffn(ffn_norm(q + attended)) * keep
+        return self.last_norm(x)
+
+    def calculate_loss(self, seqs: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        """BCE on the next item vs one sampled negative, at every non-padding position."""
+        h = self.encode(seqs)
+        pos_logits = (h * self.item_emb(pos)).sum(-1)
+        neg_logits = (h * self.item_emb(neg)).sum(-1)
+        valid = pos != 0
+        loss = nn.functional.binary_cross_entropy_with_logits(
+            pos_logits[valid], torch.ones_like(pos_logits[valid])
+        ) + nn.functional.binary_cross_entropy_with_logits(
+            neg_logits[valid], torch.zeros_like(neg_logits[valid])
+        )
+        if self.config.l2:
+            loss = loss + self.config.l2 * self.item_emb.weight.pow(2).sum()
+        return loss
+
+    def last_hidden(self, seqs: Tensor) -> Tensor:
+        return self.encode(seqs)[:, -1, :]
+
+    def full_sort_scores(self, seqs: Tensor) -> Tensor:
+        """[B, L] -> [B, n_items + 1] scores of every item (column 0 is padding)."""
+        return self.last_hidden(seqs) @ self.item_emb.weight.T
+
+    def candidate_scores(self, seqs: Tensor, candidates: Tensor) -> Tensor:
+        """[B, L], [B, C] -> [B, C]"""
+        return (self.last_hidden(seqs).unsqueeze(1) * self.item_emb(candidates)).sum(-1)
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def save(self, path: Path, vocabulary: list[str], extra: dict[str, Any] | None = None) -> None:
+        """Weights, config and the item vocabulary (index i -> vocabulary[i]; 0 is padding)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "model": "sasrec",
+                "config": asdict(self.config),
+                "state_dict": self.state_dict(),
+                "vocabulary": vocabulary,
+                **(extra or {}),
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> tuple[SASRec, list[str], dict[str, Any]]:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        if checkpoint.get("model") != "sasrec":
+            raise ValueError(f"{path} is not a SASRec checkpoint")
+        model = cls(SASRecConfig(**checkpoint["config"]))
+        model.load_state_dict(checkpoint["state_dict"])
+        model.eval()
+        return model, checkpoint["vocabulary"], checkpoint
