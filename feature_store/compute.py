@@ -55,6 +55,7 @@ from musicrec.db.models import (
 )
 from musicrec.events import EventType
 from musicrec.text import text_id, track_text
+from musicrec.timeutil import as_utc
 
 E = ListeningEvent.__table__.c
 T = Track.__table__.c
@@ -282,7 +283,7 @@ class ComputeReport:
 def latest_event_time(engine: Engine) -> datetime | None:
     with engine.connect() as conn:
         value = conn.execute(select(func.max(E.occurred_at))).scalar()
-    return _utc(value) if value is not None else None
+    return as_utc(value) if value is not None else None
 
 
 def compute_features(
@@ -303,7 +304,7 @@ def compute_features(
                 on_view(view.name)
             rows, snapshots = _compute_windowed(conn, view, as_of, rebuild)
             report.rows[view.name], report.snapshots[view.name] = rows, snapshots
-        since = None if rebuild or last_run is None else _utc(last_run)
+        since = None if rebuild or last_run is None else as_utc(last_run)
         if on_view:
             on_view("track_audio_features")
         report.rows["track_audio_features"] = _compute_track_features(conn, as_of, since, rebuild)
@@ -325,7 +326,7 @@ def _compute_windowed(
     if rebuild:
         conn.execute(delete(view.table))
     last = conn.execute(select(func.max(view.table.c.event_timestamp))).scalar()
-    previous = _utc(last) if last is not None else None
+    previous = as_utc(last) if last is not None else None
     rows = snapshots = 0
     for at in _snapshot_times(conn, view, previous, as_of):
         changed = _changed_entities(view, previous, at)
@@ -405,7 +406,7 @@ def _compute_track_features(
         query = query.where(T.updated_at > since)
     rows = []
     for r in conn.execute(query).mappings():
-        known = min(_utc(r["updated_at"]), as_of)
+        known = min(as_utc(r["updated_at"]), as_of)
         rows.append(
             {
                 "track_id": r["spotify_uri"],
@@ -431,10 +432,6 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
         {k: (v.to_pydatetime() if isinstance(v, pd.Timestamp) else v) for k, v in row.items()}
         for row in clean.to_dict("records")
     ]
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _as_date(value: date | str) -> date:

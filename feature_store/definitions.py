@@ -10,7 +10,7 @@ settings are also module attributes (Feast collects every Feast object it finds 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -42,6 +42,7 @@ from musicrec.db.models import (
     FEAT_USER_LISTENING_STATS,
     FEAT_USER_TRACK_INTERACTIONS,
 )
+from musicrec.timeutil import as_utc
 
 user = Entity(
     name="user", join_keys=["user_id"], value_type=ValueType.STRING, description="A listener"
@@ -119,8 +120,8 @@ def context_values(
 ) -> dict[str, Any]:
     """context_aware_features for one request (the on-demand view and the fast read path
     both compute them here)."""
-    when = _utc(request_time)
-    last = None if _missing(last_event_at) else _utc(last_event_at)
+    when = as_utc(request_time)
+    last = None if _missing(last_event_at) else as_utc(last_event_at)
     return {
         "hour_of_day": when.hour,
         "day_of_week": when.weekday(),
@@ -134,13 +135,6 @@ def context_values(
 
 def _missing(value: Any) -> bool:
     return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
-
-
-def _utc(value: Any) -> datetime:
-    stamp = pd.Timestamp(value)
-    return (
-        stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    ).to_pydatetime()
 
 
 @dataclass

@@ -18,6 +18,7 @@ import pandas as pd
 from feature_store.compute import COMPLETED_MS_UNKNOWN, COMPLETED_SHARE
 from feature_store.online import OnlineFeatures
 from musicrec.events import EventType, ListeningEvent
+from musicrec.timeutil import as_utc
 
 
 def push_event(features: OnlineFeatures, event: ListeningEvent) -> None:
@@ -45,7 +46,7 @@ def push_event(features: OnlineFeatures, event: ListeningEvent) -> None:
     s["sessions"] = max(s["sessions"], 1)
     s["mean_session_minutes"] = s["listening_minutes"] / s["sessions"]
     last = s["last_event_at"]
-    s["last_event_at"] = max(_utc(last), when) if last is not None else when
+    s["last_event_at"] = max(as_utc(last), when) if last is not None else when
     _push(features, "user_listening_stats_push", {"user_id": user, **s}, when)
 
     last_played = pair["user_track_interactions__last_played_at"]
@@ -83,10 +84,3 @@ def _push(features: OnlineFeatures, source: str, row: dict[str, Any], when: date
         if column in df:
             df[column] = pd.to_datetime(df[column], utc=True)
     features.store.push(source, df)
-
-
-def _utc(value: Any) -> datetime:
-    stamp = pd.Timestamp(value)
-    return (
-        stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
-    ).to_pydatetime()
