@@ -1,0 +1,67 @@
+"""Tables in docs/results.md generated from the evaluation JSON files under results/, so that no
+number there is typed by hand.
+
+    python -m ml_pipeline.report          # rewrites the generated blocks of docs/results.md
+
+A generated block sits between `<!-- generated:NAME -->` and `<!-- end:NAME -->`; the text
+around it is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from musicrec.config import REPO_ROOT
+
+RESULTS = REPO_ROOT / "results"
+DOC = REPO_ROOT / "docs" / "results.md"
+FULL = ("recall@10", "precision@10", "mrr@10", "ndcg@10", "hit_rate@20")
+
+
+def sequential_models_table(documents: list[dict[str, Any]]) -> str:
+    """One row per (dataset, model) evaluation: the paper protocol and full ranking."""
+    lines = [
+        "| dataset | model | HR@10 (100 neg.) | NDCG@10 (100 neg.) | "
+        + " | ".join(name.replace("_", " ") for name in FULL)
+        + " | s/epoch | users |",
+        "|---|---|---:|---:|" + "---:|" * len(FULL) + "---:|---:|",
+    ]
+    for doc in sorted(documents, key=lambda d: (d["dataset"], d["model"])):
+        sampled, full = doc["metrics"]["sampled_100"], doc["metrics"]["full_ranking"]
+        cells = [
+            doc["dataset"],
+            doc["model"],
+            f"{sampled['hr@10']:.4f}",
+            f"{sampled['ndcg@10']:.4f}",
+            *[f"{full[name]:.4f}" for name in FULL],
+            f"{doc.get('seconds_per_epoch', float('nan')):.1f}",
+            f"{full['users']:,}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def load(pattern: str, results: Path = RESULTS) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(results.glob(pattern))]
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- generated:{name} -->\n).*?(\n<!-- end:{name} -->)", re.DOTALL)
+    if not pattern.search(text):
+        raise ValueError(f"no generated block {name!r} in the document")
+    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+
+
+def main(doc: Path = DOC, results: Path = RESULTS) -> None:
+    text = doc.read_text()
+    text = replace_block(
+        text, "sequential", sequential_models_table(load("sasrec_*.json", results))
+    )
+    doc.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

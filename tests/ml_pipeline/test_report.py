@@ -1,0 +1,41 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from ml_pipeline.report import main, replace_block
+
+RESULT = {
+    "dataset": "Video",
+    "model": "sasrec",
+    "seconds_per_epoch": 13.5,
+    "metrics": {
+        "sampled_100": {"hr@10": 0.75, "ndcg@10": 0.5, "users": 3},
+        "full_ranking": {
+            "recall@10": 0.1,
+            "precision@10": 0.01,
+            "mrr@10": 0.05,
+            "ndcg@10": 0.06,
+            "hit_rate@20": 0.2,
+            "users": 3,
+        },
+    },
+}
+
+
+def test_tables_come_from_the_result_files(tmp_path: Path) -> None:
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "sasrec_Video.json").write_text(json.dumps(RESULT))
+    doc = tmp_path / "results.md"
+    doc.write_text("intro\n<!-- generated:sequential -->\nold\n<!-- end:sequential -->\noutro\n")
+    main(doc, tmp_path / "results")
+    text = doc.read_text()
+    assert "old" not in text and text.startswith("intro\n") and text.endswith("outro\n")
+    assert (
+        "| Video | sasrec | 0.7500 | 0.5000 | 0.1000 | 0.0100 | 0.0500 | 0.0600 | 0.2000 |" in text
+    )
+
+
+def test_a_missing_block_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no generated block 'x'"):
+        replace_block("no markers here", "x", "body")
