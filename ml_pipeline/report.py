@@ -49,10 +49,12 @@ def load(pattern: str, results: Path = RESULTS) -> list[dict[str, Any]]:
 
 
 def replace_block(text: str, name: str, body: str) -> str:
-    pattern = re.compile(rf"(<!-- generated:{name} -->\n).*?(\n<!-- end:{name} -->)", re.DOTALL)
+    pattern = re.compile(
+        rf"(<!-- generated:{name} -->\n)(?:.*?\n)?(<!-- end:{name} -->)", re.DOTALL
+    )
     if not pattern.search(text):
         raise ValueError(f"no generated block {name!r} in the document")
-    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+    return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
 
 def main(doc: Path = DOC, results: Path = RESULTS) -> None:

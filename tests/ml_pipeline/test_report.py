@@ -39,3 +39,15 @@ def test_tables_come_from_the_result_files(tmp_path: Path) -> None:
 def test_a_missing_block_is_an_error() -> None:
     with pytest.raises(ValueError, match="no generated block 'x'"):
         replace_block("no markers here", "x", "body")
+
+
+def test_an_empty_block_is_filled_and_regenerating_is_stable(tmp_path: Path) -> None:
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "sasrec_Video.json").write_text(json.dumps(RESULT))
+    doc = tmp_path / "results.md"
+    doc.write_text("<!-- generated:sequential -->\n<!-- end:sequential -->\n")
+    main(doc, tmp_path / "results")
+    once = doc.read_text()
+    assert "| Video | sasrec |" in once
+    main(doc, tmp_path / "results")
+    assert doc.read_text() == once
