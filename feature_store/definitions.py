@@ -115,6 +115,17 @@ def offline_parquet(settings: Settings, view: str) -> Any:
     return feature_data_dir(settings) / "offline" / f"{view}.parquet"
 
 
+# The on-demand view's features (what context_values returns).
+CONTEXT_FEATURES: dict[str, FeastType] = {
+    "hour_of_day": Int64,
+    "day_of_week": Int64,
+    "is_weekend": Int64,
+    "device_type": String,
+    "position_in_session": Int64,
+    "seconds_since_last_play": Float64,
+}
+
+
 def context_values(
     request_time: Any, device: Any, position_in_session: Any, last_event_at: Any
 ) -> dict[str, Any]:
@@ -192,14 +203,7 @@ def build_repo(settings: Settings) -> FeatureRepo:
 
     context = on_demand_feature_view(
         sources=[views["user_listening_stats"], request_context],
-        schema=[
-            Field(name="hour_of_day", dtype=Int64),
-            Field(name="day_of_week", dtype=Int64),
-            Field(name="is_weekend", dtype=Int64),
-            Field(name="device_type", dtype=String),
-            Field(name="position_in_session", dtype=Int64),
-            Field(name="seconds_since_last_play", dtype=Float64),
-        ],
+        schema=[Field(name=name, dtype=dtype) for name, dtype in CONTEXT_FEATURES.items()],
         description="Request context joined with the listener's last play",
     )(_context_features)
     context.name = "context_aware_features"

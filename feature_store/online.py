@@ -21,7 +21,7 @@ from typing import Any
 from feast import FeatureStore
 from feast.types import Float64, Int64
 
-from feature_store.definitions import VIEWS, context_values, schema
+from feature_store.definitions import CONTEXT_FEATURES, VIEWS, context_values, schema
 from feature_store.fast_online import RedisFeatureReader
 from feature_store.store import open_store
 from musicrec.config import Settings
@@ -137,13 +137,3 @@ class OnlineFeatures:
                 values[name] = DEFAULTS.get(name) if value is None else value
             out.append(values)
         return out
-
-
-CONTEXT_FEATURES = (
-    "hour_of_day",
-    "day_of_week",
-    "is_weekend",
-    "device_type",
-    "position_in_session",
-    "seconds_since_last_play",
-)

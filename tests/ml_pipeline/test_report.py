@@ -23,12 +23,17 @@ RESULT = {
 }
 
 
-def test_tables_come_from_the_result_files(tmp_path: Path) -> None:
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "sasrec_Video.json").write_text(json.dumps(RESULT))
+    return tmp_path / "results"
+
+
+def test_tables_come_from_the_result_files(tmp_path: Path, results: Path) -> None:
     doc = tmp_path / "results.md"
     doc.write_text("intro\n<!-- generated:sequential -->\nold\n<!-- end:sequential -->\noutro\n")
-    main(doc, tmp_path / "results")
+    main(doc, results)
     text = doc.read_text()
     assert "old" not in text and text.startswith("intro\n") and text.endswith("outro\n")
     assert (
@@ -41,13 +46,11 @@ def test_a_missing_block_is_an_error() -> None:
         replace_block("no markers here", "x", "body")
 
 
-def test_an_empty_block_is_filled_and_regenerating_is_stable(tmp_path: Path) -> None:
-    (tmp_path / "results").mkdir()
-    (tmp_path / "results" / "sasrec_Video.json").write_text(json.dumps(RESULT))
+def test_an_empty_block_is_filled_and_regenerating_is_stable(tmp_path: Path, results: Path) -> None:
     doc = tmp_path / "results.md"
     doc.write_text("<!-- generated:sequential -->\n<!-- end:sequential -->\n")
-    main(doc, tmp_path / "results")
+    main(doc, results)
     once = doc.read_text()
     assert "| Video | sasrec |" in once
-    main(doc, tmp_path / "results")
+    main(doc, results)
     assert doc.read_text() == once
