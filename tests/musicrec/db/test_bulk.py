@@ -104,3 +104,15 @@ def test_bulk_mode_restores_indexes_and_foreign_keys(engine: Engine) -> None:
     assert after == before
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+@backends
+def test_an_event_for_an_unknown_track_is_refused(engine: Engine) -> None:
+    from musicrec.db.bulk import UnknownReference
+
+    batch = _batch()
+    batch.events[0].track_uri = "spotify:track:nowhere"
+    with pytest.raises(UnknownReference, match="spotify:track:nowhere"):
+        write_batch(engine, batch)
+    with engine.connect() as conn:
+        assert conn.execute(select(Track.id)).first() is None  # nothing of the batch stayed
