@@ -22,6 +22,9 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from ml_pipeline.sequences import SequenceData
+from ml_pipeline.splits import Split
+
 Ints: TypeAlias = NDArray[np.int64]
 Scores: TypeAlias = torch.Tensor | NDArray[np.floating]
 ScoreFn: TypeAlias = Callable[[list[list[int]]], Scores]
@@ -265,3 +268,28 @@ def evaluate_sampled(
 
 
 _PAPER_NAMES = (("hr", "hit_rate"), ("ndcg", "ndcg"))  # as the paper reports them
+
+
+Protocol: TypeAlias = Literal["full_ranking", "sampled_100"]
+PROTOCOLS: tuple[Protocol, ...] = ("full_ranking", "sampled_100")
+
+
+def evaluate_split(
+    full_fn: ScoreFn,
+    predict_fn: PredictFn,
+    data: SequenceData,
+    split: Split,
+    part: Literal["valid", "test"],
+    protocol: Protocol,
+    seed: int = 42,
+) -> dict[str, float]:
+    """One model's metrics on a split's validation or test pairs by one protocol: full ranking
+    with heard items excluded, or the paper's 100 negatives (drawn outside all of the user's
+    items). Models in eval mode."""
+    users, histories, targets = split.part(part)
+    if protocol == "full_ranking":
+        return evaluate_full_ranking(full_fn, histories, targets, data.n_items, exclude_seen=True)
+    if protocol == "sampled_100":
+        user_items = [set(data.sequences[u]) for u in users]
+        return evaluate_sampled(predict_fn, histories, targets, user_items, data.n_items, seed=seed)
+    raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")

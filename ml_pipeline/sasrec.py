@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+LOSSES = ("bce", "sampled_softmax")
+
 
 @dataclass(frozen=True)
 class SASRecConfig:
@@ -27,6 +29,22 @@ class SASRecConfig:
     lr: float = 0.001
     beta2: float = 0.98  # Adam's second-moment decay, as in the paper
     l2: float = 0.0  # weight decay on the item embeddings only
+    # "bce": the paper's loss, one sampled negative per position. "sampled_softmax": cross-entropy
+    # of the next item against `num_negatives` uniform negatives shared by the batch — far
+    # stronger on large sparse catalogs (Klenitskiy & Vasilev, RecSys 2023).
+    loss: str = "bce"
+    num_negatives: int = 256
+    # Sparse item-embedding gradients with a lazy Adam for that table (only the rows a batch
+    # touches are updated). A dense Adam step over a 100k+ item table dominates a batch on CPU.
+    sparse_items: bool = False
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.embedding_dim % self.num_heads:
+            raise ValueError("embedding_dim must be a multiple of num_heads")
+        if self.sparse_items and self.l2:
+            raise ValueError("l2 needs dense item gradients: not with sparse_items")
 
 
 class PointWiseFeedForward(nn.Module):
@@ -46,7 +64,9 @@ class SASRec(nn.Module):
         super().__init__()
         self.config = config
         d = config.embedding_dim
-        self.item_emb = nn.Embedding(config.n_items + 1, d, padding_idx=0)
+        self.item_emb = nn.Embedding(
+            config.n_items + 1, d, padding_idx=0, sparse=config.sparse_items
+        )
         self.pos_emb = nn.Embedding(config.max_seq_len, d)
         self.emb_dropout = nn.Dropout(config.dropout)
         self.attn_norms = nn.ModuleList(nn.LayerNorm(d, eps=1e-8) for _ in range(config.num_layers))
@@ -90,19 +110,42 @@ class SASRec(nn.Module):
         return self.last_norm(x)
 
     def calculate_loss(self, seqs: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
-        """BCE on the next item vs one sampled negative, at every non-padding position."""
-        h = self.encode(seqs)
-        pos_logits = (h * self.item_emb(pos)).sum(-1)
-        neg_logits = (h * self.item_emb(neg)).sum(-1)
+        """The configured loss on the next item at every non-padding position. `neg` [B, L] are
+        per-position negatives for BCE; sampled softmax draws its own shared ones."""
         valid = pos != 0
-        loss = nn.functional.binary_cross_entropy_with_logits(
-            pos_logits[valid], torch.ones_like(pos_logits[valid])
-        ) + nn.functional.binary_cross_entropy_with_logits(
-            neg_logits[valid], torch.zeros_like(neg_logits[valid])
-        )
+        h = self.encode(seqs)[valid]  # [N, d]
+        pos_logits = (h * self.item_emb(pos[valid])).sum(-1)
+        if self.config.loss == "bce":
+            neg_logits = (h * self.item_emb(neg[valid])).sum(-1)
+            loss = nn.functional.binary_cross_entropy_with_logits(
+                pos_logits, torch.ones_like(pos_logits)
+            ) + nn.functional.binary_cross_entropy_with_logits(
+                neg_logits, torch.zeros_like(neg_logits)
+            )
+        else:
+            shared = torch.randint(1, self.config.n_items + 1, (self.config.num_negatives,))
+            neg_logits = h @ self.item_emb(shared).T  # [N, num_negatives]
+            # A negative that is the position's own next item is not a negative.
+            neg_logits = neg_logits.masked_fill(pos[valid].unsqueeze(1) == shared, -torch.inf)
+            logits = torch.cat([pos_logits.unsqueeze(1), neg_logits], dim=1)
+            loss = nn.functional.cross_entropy(
+                logits, torch.zeros_like(pos_logits, dtype=torch.long)
+            )
         if self.config.l2:
             loss = loss + self.config.l2 * self.item_emb.weight.pow(2).sum()
         return loss
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """Adam with the paper's betas; with sparse_items the item table gets SparseAdam."""
+        betas = (0.9, self.config.beta2)
+        if not self.config.sparse_items:
+            return [torch.optim.Adam(self.parameters(), lr=self.config.lr, betas=betas)]
+        items = [self.item_emb.weight]
+        rest = [p for p in self.parameters() if p is not self.item_emb.weight]
+        return [
+            torch.optim.SparseAdam(items, lr=self.config.lr, betas=betas),
+            torch.optim.Adam(rest, lr=self.config.lr, betas=betas),
+        ]
 
     def last_hidden(self, seqs: Tensor) -> Tensor:
         return self.encode(seqs)[:, -1, :]

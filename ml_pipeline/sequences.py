@@ -17,6 +17,7 @@ from sqlalchemy import Engine, select
 
 from musicrec.db.models import ListeningEvent, Track, User
 from musicrec.errors import UserError
+from musicrec.timeutil import as_utc
 
 PAD = "<pad>"
 # Events that say the listener wanted the track; skips and dislikes are not positives.
@@ -28,20 +29,31 @@ class SequenceData:
     sequences: list[list[int]]  # one per user, chronological, items 1..n_items
     vocabulary: list[str]  # item index -> key (track URI, or the file's item id); [0] = PAD
     users: list[str]
+    # Epoch seconds of each item of each sequence, when the source has times (not `user item`).
+    timestamps: list[list[float]] | None = None
 
     @property
     def n_items(self) -> int:
         return len(self.vocabulary) - 1
 
 
-def _index(histories: dict[str, list[str]], min_length: int) -> SequenceData:
+def _index(
+    histories: dict[str, list[str]],
+    min_length: int,
+    times: dict[str, list[float]] | None = None,
+) -> SequenceData:
     kept = {u: items for u, items in histories.items() if len(items) >= min_length}
     counts = Counter(item for items in kept.values() for item in items)
     # Most frequent first (ties by key): stable across runs and cache-friendly for scoring.
     vocabulary = [PAD, *sorted(counts, key=lambda k: (-counts[k], k))]
     index = {key: i for i, key in enumerate(vocabulary)}
     users = sorted(kept)
-    return SequenceData([[index[k] for k in kept[u]] for u in users], vocabulary, users)
+    return SequenceData(
+        [[index[k] for k in kept[u]] for u in users],
+        vocabulary,
+        users,
+        [times[u] for u in users] if times is not None else None,
+    )
 
 
 def load_interaction_file(path: Path, min_length: int = 1) -> SequenceData:
@@ -59,52 +71,63 @@ def load_interaction_file(path: Path, min_length: int = 1) -> SequenceData:
     return _index(histories, min_length)
 
 
+def load_mpd(paths: list[Path], min_length: int = 1) -> SequenceData:
+    """MPD slice files (full or reduced format; folders are expanded): each playlist is one
+    listener's sequence of track URIs, timed as the ingest maps it (`ml_pipeline.ingest.mpd`)."""
+    from ml_pipeline.ingest.errors import IngestError
+    from ml_pipeline.ingest.mpd import mpd_files, parse_file
+
+    histories: dict[str, list[str]] = {}
+    times: dict[str, list[float]] = {}
+    try:
+        for path in mpd_files(paths):
+            for playlist in parse_file(path).batch.playlists:
+                user = playlist.user_external_id
+                histories[user] = playlist.track_uris
+                starts = playlist.plays.starts_ms if playlist.plays else []
+                times[user] = [ms / 1000 for ms in starts]
+    except IngestError as exc:
+        raise UserError(str(exc)) from exc
+    if not histories:
+        raise UserError(f"no MPD playlists in {', '.join(map(str, paths))}")
+    return _index(histories, min_length, times)
+
+
+def load_sequences(source: Path | None, engine: Engine | None = None) -> SequenceData:
+    """The training data a command names: an MPD folder or slice (*.json), a `user item` file,
+    or, without a path, the database."""
+    if source is None:
+        if engine is None:
+            raise ValueError("no source: give a path or an engine")
+        return load_from_database(engine)
+    if source.is_dir() or source.suffix == ".json":
+        return load_mpd([source])
+    return load_interaction_file(source)
+
+
+def dataset_name(source: Path | None) -> str:
+    """How results name a data source: the file's stem, the folder's name, or "database"."""
+    if source is None:
+        return "database"
+    return source.stem if source.is_file() else source.name
+
+
 def load_from_database(engine: Engine, min_length: int = 1) -> SequenceData:
     """Each listener's plays and likes, in time order, as track URIs."""
     query = (
-        select(User.external_id, Track.spotify_uri)
+        select(User.external_id, Track.spotify_uri, ListeningEvent.occurred_at)
         .join(ListeningEvent, ListeningEvent.user_id == User.id)
         .join(Track, Track.id == ListeningEvent.track_id)
         .where(ListeningEvent.event_type.in_(POSITIVE_EVENTS))
         .order_by(User.external_id, ListeningEvent.occurred_at, ListeningEvent.position)
     )
     histories: dict[str, list[str]] = defaultdict(list)
+    times: dict[str, list[float]] = defaultdict(list)
     with engine.connect() as conn:
-        for user, uri in conn.execute(query):
+        for user, uri, occurred_at in conn.execute(query):
             histories[user].append(uri)
-    return _index(histories, min_length)
-
-
-@dataclass
-class LeaveOneOut:
-    """The paper's split: train on all but the last two items, validate on the second last,
-    test on the last (its history includes the validation item). Users with fewer than three
-    items are trained on whole and not evaluated, as in the authors' code."""
-
-    train: list[list[int]]  # every user
-    evaluated: list[int]  # indices of users with a validation and a test item
-    valid_targets: list[int]
-    test_targets: list[int]
-
-    @classmethod
-    def of(cls, sequences: list[list[int]]) -> LeaveOneOut:
-        evaluated = [u for u, s in enumerate(sequences) if len(s) >= 3]
-        return cls(
-            train=[s[:-2] if len(s) >= 3 else s for s in sequences],
-            evaluated=evaluated,
-            valid_targets=[sequences[u][-2] for u in evaluated],
-            test_targets=[sequences[u][-1] for u in evaluated],
-        )
-
-    @property
-    def valid_histories(self) -> list[list[int]]:
-        return [self.train[u] for u in self.evaluated]
-
-    @property
-    def test_histories(self) -> list[list[int]]:
-        return [
-            self.train[u] + [v] for u, v in zip(self.evaluated, self.valid_targets, strict=True)
-        ]
+            times[user].append(as_utc(occurred_at).timestamp())
+    return _index(histories, min_length, times)
 
 
 def pad_left(histories: list[list[int]], length: int) -> NDArray[np.int64]:
@@ -119,18 +142,27 @@ def pad_left(histories: list[list[int]], length: int) -> NDArray[np.int64]:
 
 class TrainBatches:
     """Batches of (input, next item, sampled negative), each [B, L], for every training
-    sequence. Negatives are uniform over items the user never interacted with."""
+    sequence. A sequence longer than L + 1 is cut into windows of L next-item steps from its
+    end, so no step goes untrained (the authors' code keeps only the last L). Negatives are
+    uniform over items the user never interacted with."""
 
     def __init__(self, train: list[list[int]], n_items: int, max_len: int, seed: int) -> None:
-        usable = [s for s in train if len(s) >= 2]
-        self.inputs = pad_left([s[:-1] for s in usable], max_len)
-        self.positives = pad_left([s[1:] for s in usable], max_len)
+        inputs, positives, owners = [], [], []
+        for user, s in enumerate(train):
+            for end in range(len(s) - 1, 0, -max_len):
+                start = max(end - max_len, 0)
+                inputs.append(s[start:end])
+                positives.append(s[start + 1 : end + 1])
+                owners.append(user)
+        self.inputs = pad_left(inputs, max_len)
+        self.positives = pad_left(positives, max_len)
+        self.owners = np.asarray(owners, dtype=np.int64)
         self.n_items = n_items
         self.rng = np.random.default_rng(seed)
         # Sorted (user * (n + 1) + item) keys: vectorized "did this user interact with i?".
         self.seen = np.unique(
             np.concatenate(
-                [np.asarray(s, dtype=np.int64) + u * (n_items + 1) for u, s in enumerate(usable)]
+                [np.asarray(s, dtype=np.int64) + u * (n_items + 1) for u, s in enumerate(train)]
             )
         )
 
@@ -140,9 +172,9 @@ class TrainBatches:
     def epoch(self, batch_size: int) -> Iterator[tuple[NDArray[np.int64], ...]]:
         order = self.rng.permutation(len(self.inputs))
         for start in range(0, len(order), batch_size):
-            users = order[start : start + batch_size]
-            pos = self.positives[users]
-            yield self.inputs[users], pos, self._negatives(users, pos.shape)
+            rows = order[start : start + batch_size]
+            pos = self.positives[rows]
+            yield self.inputs[rows], pos, self._negatives(self.owners[rows], pos.shape)
 
     def _negatives(self, users: NDArray[np.int64], shape: tuple[int, ...]) -> NDArray[np.int64]:
         neg = self.rng.integers(1, self.n_items + 1, size=shape)

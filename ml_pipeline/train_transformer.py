@@ -13,28 +13,30 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 import typer
 
-from ml_pipeline.evaluation import evaluate_full_ranking, evaluate_sampled
+from ml_pipeline.evaluation import PROTOCOLS, Protocol, evaluate_split
+from ml_pipeline.results import result_document, write_result
 from ml_pipeline.sasrec import SASRec, SASRecConfig
-from ml_pipeline.sequences import LeaveOneOut, SequenceData, TrainBatches, pad_left
-from musicrec.config import REPO_ROOT
+from ml_pipeline.sequences import SequenceData, TrainBatches, pad_left
+from ml_pipeline.splits import SPLITS, Split, leave_one_out, make_split
+from ml_pipeline.tracking import TrainingRun
 
 
 @dataclass
 class TrainResult:
     model: SASRec
     data: SequenceData
-    split: LeaveOneOut
+    split: Split
     epochs: list[dict[str, float]] = field(default_factory=list)
-    seconds_per_epoch: float = 0.0
+    seconds_per_epoch: float = 0.0  # training only, validation excluded
 
 
 def scorers(model: SASRec) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
@@ -60,68 +62,79 @@ def train_sasrec(
     batch_size: int = 128,
     seed: int = 42,
     eval_every: int = 20,
+    split: Split | None = None,
+    protocol: Protocol = "full_ranking",
+    patience: int = 0,
     log: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
+    """Train on the split's training part (default: leave-one-out); every `eval_every` epochs
+    measure NDCG@10 on the validation pairs by `protocol`. With `patience`, stop after that many
+    evaluations without improvement and keep the best weights (early stopping)."""
     torch.manual_seed(seed)
-    split = LeaveOneOut.of(data.sequences)
+    split = split or leave_one_out(data.sequences)
     model = SASRec(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, config.beta2))
+    optimizers = model.optimizers()
     batches = TrainBatches(split.train, data.n_items, config.max_seq_len, seed)
     result = TrainResult(model=model, data=data, split=split)
-    user_items = [set(data.sequences[u]) for u in split.evaluated]
-    started = time.perf_counter()
+    best, best_state, stale = -1.0, None, 0
+    training_seconds = 0.0
     for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
         model.train()
         total, count = 0.0, 0
         for seqs, pos, neg in batches.epoch(batch_size):
             loss = model.calculate_loss(*(torch.from_numpy(a) for a in (seqs, pos, neg)))
-            optimizer.zero_grad()
+            for optimizer in optimizers:
+                optimizer.zero_grad()
             loss.backward()
-            optimizer.step()
+            for optimizer in optimizers:
+                optimizer.step()
             total, count = total + loss.item(), count + 1
+        training_seconds += time.perf_counter() - started
         row = {"epoch": float(epoch), "loss": total / max(count, 1)}
         if eval_every and (epoch % eval_every == 0 or epoch == epochs):
-            model.eval()
-            _, candidates = scorers(model)
-            valid = evaluate_sampled(
-                candidates,
-                split.valid_histories,
-                split.valid_targets,
-                user_items,
-                data.n_items,
-                seed=seed,
-            )
+            valid = evaluate(model, data, split, "valid", protocol, seed)
             row |= {f"valid_{k}": v for k, v in valid.items() if k != "users"}
+            if valid["ndcg@10"] > best:
+                best, stale = valid["ndcg@10"], 0
+                best_state = {k: v.clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
         result.epochs.append(row)
         if log:
             log(row)
-    result.seconds_per_epoch = (time.perf_counter() - started) / max(epochs, 1)
+        if patience and stale >= patience:
+            break
+    result.seconds_per_epoch = training_seconds / max(len(result.epochs), 1)
+    if patience and best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     return result
 
 
+def evaluate(
+    model: SASRec,
+    data: SequenceData,
+    split: Split,
+    part: Literal["valid", "test"],
+    protocol: Protocol,
+    seed: int = 42,
+) -> dict[str, float]:
+    """The model's metrics on the validation or test pairs by one protocol, in eval mode."""
+    model.eval()
+    return evaluate_split(*scorers(model), data, split, part, protocol, seed)
+
+
 def test_metrics(result: TrainResult, seed: int = 42) -> dict[str, dict[str, float]]:
-    full, candidates = scorers(result.model)
-    split, data = result.split, result.data
-    user_items = [set(data.sequences[u]) for u in split.evaluated]
+    """Test metrics by every protocol that applies: the sampled one needs 100 items outside
+    each user's own, which a tiny catalog does not have."""
+    data = result.data
+    room = data.n_items - max((len(set(s)) for s in data.sequences), default=0)
+    protocols = [p for p in PROTOCOLS if p != "sampled_100" or room > 100]
     return {
-        "full_ranking": evaluate_full_ranking(
-            full, split.test_histories, split.test_targets, data.n_items, exclude_seen=True
-        ),
-        "sampled_100": evaluate_sampled(
-            candidates,
-            split.test_histories,
-            split.test_targets,
-            user_items,
-            data.n_items,
-            seed=seed,
-        ),
+        protocol: evaluate(result.model, data, result.split, "test", protocol, seed)
+        for protocol in protocols
     }
-
-
-def write_results(path: Path, document: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
 
 
 app = typer.Typer(add_completion=False)
@@ -130,7 +143,10 @@ app = typer.Typer(add_completion=False)
 @app.command()
 def main(
     data: Annotated[
-        Path | None, typer.Option(help="`user item` file; default: the database")
+        Path | None,
+        typer.Option(
+            help="MPD folder or slice (*.json), or a `user item` file; default: the database"
+        ),
     ] = None,
     epochs: int = 200,
     batch_size: int = 128,
@@ -140,54 +156,101 @@ def main(
     num_layers: int = 2,
     dropout: float = 0.5,
     lr: float = 0.001,
+    loss: Annotated[str, typer.Option(help="bce (the paper's) or sampled_softmax")] = "bce",
+    num_negatives: Annotated[
+        int, typer.Option(help="negatives per batch for sampled_softmax")
+    ] = 256,
+    sparse_items: Annotated[
+        bool, typer.Option(help="sparse item gradients + lazy Adam (large catalogs)")
+    ] = False,
+    split: Annotated[str, typer.Option(help="leave-one-out or temporal")] = "leave-one-out",
+    protocol: Annotated[
+        str, typer.Option(help="validation protocol: full_ranking or sampled_100")
+    ] = "full_ranking",
     seed: int = 42,
     eval_every: int = 20,
+    patience: Annotated[
+        int, typer.Option(help="evaluations without improvement before stopping; 0: never")
+    ] = 0,
     output: Path = Path("var/models/sasrec.pt"),
-    results: Path | None = None,
+    results: Annotated[
+        Path | None, typer.Option(help="default: results/sasrec_<dataset>.json")
+    ] = None,
+    track: Annotated[
+        bool, typer.Option(help="log to TensorBoard and MLflow, register the model")
+    ] = True,
 ) -> None:
-    """Train SASRec with the paper's defaults and evaluate it on the held-out last items."""
-    from ml_pipeline.sequences import load_from_database, load_interaction_file
+    """Train SASRec (the paper's defaults) and evaluate it on the held-out test items."""
+    from ml_pipeline.sequences import dataset_name, load_sequences
     from musicrec.console import cli_errors, console
     from musicrec.db.engine import make_engine
+    from musicrec.errors import UserError
 
     torch.set_num_threads(2)
+    started = time.perf_counter()
     with cli_errors():
-        sequences = load_interaction_file(data) if data else load_from_database(make_engine())
-    dataset = data.stem if data else "database"
-    config = SASRecConfig(
-        n_items=sequences.n_items,
-        max_seq_len=max_seq_len,
-        embedding_dim=embedding_dim,
-        num_heads=num_heads,
-        num_layers=num_layers,
-        dropout=dropout,
-        lr=lr,
-    )
+        if split not in SPLITS:
+            raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+        if protocol not in PROTOCOLS:
+            raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        try:
+            config = SASRecConfig(
+                n_items=1,
+                max_seq_len=max_seq_len,
+                embedding_dim=embedding_dim,
+                num_heads=num_heads,
+                num_layers=num_layers,
+                dropout=dropout,
+                lr=lr,
+                loss=loss,
+                num_negatives=num_negatives,
+                sparse_items=sparse_items,
+            )
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+        sequences = load_sequences(data, None if data else make_engine())
+        chosen = make_split(split, sequences)
+    config = replace(config, n_items=sequences.n_items)
+    dataset = dataset_name(data)
     console.print(f"{dataset}: {len(sequences.sequences):,} users, {sequences.n_items:,} items")
-    result = train_sasrec(
-        sequences,
-        config,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        eval_every=eval_every,
-        log=lambda row: console.print(row, highlight=False),
-    )
-    metrics = test_metrics(result, seed)
-    result.model.save(output, sequences.vocabulary, {"metrics": metrics, "dataset": dataset})
-    document = {
-        "dataset": dataset,
-        "split": "leave-one-out",
-        "model": "sasrec",
-        "metrics": metrics,
-        "config": asdict(config) | {"epochs": epochs, "batch_size": batch_size, "seed": seed},
-        "seconds_per_epoch": round(result.seconds_per_epoch, 3),
-        "epochs": result.epochs,
-        "checkpoint": str(output),
-        "finished_at": datetime.now(UTC).isoformat(),
-    }
-    out = results or REPO_ROOT / "results" / f"sasrec_{dataset}.json"
-    write_results(out, document)
+    params = asdict(config) | {"epochs": epochs, "batch_size": batch_size, "seed": seed}
+    params |= {"dataset": dataset, "split": split, "patience": patience}
+    with TrainingRun(f"sasrec-{dataset}", params) if track else nullcontext() as run:
+
+        def log(row: dict[str, float]) -> None:
+            console.print({k: round(v, 4) for k, v in row.items()}, highlight=False)
+            if run:
+                run.log_epoch(row, config.lr)
+
+        result = train_sasrec(
+            sequences,
+            config,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            eval_every=eval_every,
+            split=chosen,
+            protocol=protocol,
+            patience=patience,
+            log=log,
+        )
+        metrics = test_metrics(result, seed)
+        result.model.save(output, sequences.vocabulary, {"metrics": metrics, "dataset": dataset})
+        document = result_document(
+            dataset=dataset,
+            split=chosen.name,
+            model="sasrec",
+            metrics=metrics,
+            config=params,
+            seconds=time.perf_counter() - started,
+            seconds_per_epoch=round(result.seconds_per_epoch, 3),
+            epochs=result.epochs,
+            checkpoint=str(output),
+        )
+        if run:
+            run.log_metrics(metrics)
+            document["mlflow"] = {"run_id": run.run_id, "model_version": run.register(output)}
+        out = write_result(document, results)
     console.print(json.dumps(metrics, indent=2))
     console.print(f"checkpoint {output}; results {out}")
 

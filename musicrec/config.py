@@ -32,6 +32,15 @@ class Settings(BaseSettings):
 
     sequential_model_path: Path | None = None
 
+    # Experiment tracking. MLflow's plain-folder backend is deprecated in MLflow 3, so the local
+    # default is a SQLite file plus an artifact folder under var/; point MLFLOW_TRACKING_URI at a
+    # tracking server in production. TensorBoard event files go under tensorboard_dir.
+    mlflow_tracking_uri: str = ""
+    mlflow_artifact_root: Path | None = None
+    mlflow_experiment: str = "musicrec"
+    registered_model_name: str = "musicrec-sasrec"
+    tensorboard_dir: Path = Field(default=REPO_ROOT / "runs")
+
     anthropic_api_key: SecretStr | None = None
     openai_api_key: SecretStr | None = None
 
@@ -43,12 +52,16 @@ class Settings(BaseSettings):
     lyrics_path: Path | None = None
 
     @model_validator(mode="after")
-    def _derive_database_url(self) -> Settings:
+    def _derive_defaults(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{self.var_dir / 'musicrec.db'}"
         elif self.database_url.startswith("postgresql://"):
             # Bare postgresql:// URLs (as docker images and PaaS hand them out) use psycopg2.
             self.database_url = "postgresql+psycopg2://" + self.database_url[len("postgresql://") :]
+        if not self.mlflow_tracking_uri:
+            self.mlflow_tracking_uri = f"sqlite:///{self.var_dir / 'mlflow.db'}"
+        if self.mlflow_artifact_root is None:
+            self.mlflow_artifact_root = self.var_dir / "mlartifacts"
         return self
 
     @property

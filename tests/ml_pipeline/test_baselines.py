@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ml_pipeline.baselines import Baseline, ItemKNN, MostPopular
+from ml_pipeline.baselines import ALS, Baseline, ItemKNN, MostPopular
 from ml_pipeline.evaluation import evaluate_full_ranking
 
 INF = float("inf")
@@ -99,15 +99,27 @@ def test_item_knn_beats_popularity_on_co_occurrence_data() -> None:
     train = [s[:-2] for s in sequences]
     histories, targets = [s[:-1] for s in sequences], [s[-1] for s in sequences]
     ndcg = {}
-    for model in (MostPopular(), ItemKNN(neighbours=50)):
+    for model in (MostPopular(), ItemKNN(neighbours=50), ALS(factors=32, iterations=10)):
         model.fit(train, n_items=300)
         result = evaluate_full_ranking(model.full_sort_predict, histories, targets, 300)
         ndcg[type(model).__name__] = result["ndcg@10"]
     assert ndcg["ItemKNN"] > 0.2
     assert ndcg["ItemKNN"] > 2 * ndcg["MostPopular"]
+    assert ndcg["ALS"] > 2 * ndcg["MostPopular"]
 
 
-@pytest.mark.parametrize("model", [MostPopular(), ItemKNN()])
+def test_als_scores_any_history_from_its_items() -> None:
+    """The user factors come from the history passed in, not from the training rows: a
+    held-out history scores its cluster's items above the other cluster's."""
+    sequences = _clustered_sequences(600, seed=3)
+    model = ALS(factors=16, iterations=10).fit(sequences, n_items=300)
+    history = [151, 152, 153, 154, 155]  # half of cluster 15 (items 151..160)
+    scores = model.full_sort_predict([history, history])
+    assert torch.equal(scores[0], scores[1])
+    assert scores[0, 156:161].min() > scores[0, 200:].max()
+
+
+@pytest.mark.parametrize("model", [MostPopular(), ItemKNN(), ALS(factors=4, iterations=2)])
 def test_interface_and_misuse(model: Baseline) -> None:
     with pytest.raises(RuntimeError, match="not fitted"):
         model.full_sort_predict([[1]])

@@ -7,38 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from ml_pipeline.baselines import MostPopular
 from ml_pipeline.evaluation import evaluate_full_ranking
 from ml_pipeline.sasrec import SASRec, SASRecConfig
-from ml_pipeline.sequences import LeaveOneOut, SequenceData, TrainBatches, pad_left
+from ml_pipeline.sequences import TrainBatches, pad_left
 from ml_pipeline.train_transformer import scorers, train_sasrec
-
-N_ITEMS = 60
-
-
-def _chain_data(users: int = 300, length: int = 20, seed: int = 0) -> SequenceData:
-    """Each listener walks a fixed cycle of items (i -> i + 1) from a random start, with 10 %
-    random jumps, and some items are far more popular as starts: a sequential signal that
-    popularity cannot capture."""
-    rng = np.random.default_rng(seed)
-    starts = rng.choice(N_ITEMS, size=users, p=np.r_[[0.5], np.full(N_ITEMS - 1, 0.5 / 59)])
-    sequences = []
-    for start in starts:
-        item, seq = int(start), []
-        for _ in range(length):
-            seq.append(item + 1)
-            item = int(rng.integers(N_ITEMS)) if rng.random() < 0.1 else (item + 1) % N_ITEMS
-        sequences.append(seq)
-    vocabulary = ["<pad>", *[str(i) for i in range(1, N_ITEMS + 1)]]
-    return SequenceData(sequences, vocabulary, [f"u{i}" for i in range(users)])
+from tests.ml_pipeline.chain_data import N_ITEMS, chain_data
 
 
 def test_sasrec_beats_most_popular_on_sequential_data() -> None:
-    data = _chain_data()
+    data = chain_data()
     config = SASRecConfig(n_items=N_ITEMS, max_seq_len=10, embedding_dim=32, dropout=0.1)
     result = train_sasrec(data, config, epochs=40, batch_size=64, eval_every=0)
     split = result.split
@@ -54,7 +35,7 @@ def test_sasrec_beats_most_popular_on_sequential_data() -> None:
 
 
 def test_checkpoint_loads_in_a_fresh_process(tmp_path: Path) -> None:
-    data = _chain_data(users=50)
+    data = chain_data(users=50)
     config = SASRecConfig(n_items=N_ITEMS, max_seq_len=10, embedding_dim=16, num_layers=1)
     result = train_sasrec(data, config, epochs=2, batch_size=32, eval_every=0)
     path = tmp_path / "model.pt"
@@ -73,12 +54,8 @@ def test_checkpoint_loads_in_a_fresh_process(tmp_path: Path) -> None:
     assert eval(order) == expected  # noqa: S307 (our own printed list)
 
 
-def test_padding_split_and_negatives() -> None:
+def test_padding_and_negatives() -> None:
     assert pad_left([[1, 2, 3], [4]], 2).tolist() == [[2, 3], [0, 4]]
-    split = LeaveOneOut.of([[1, 2, 3, 4], [5, 6]])
-    assert split.train == [[1, 2], [5, 6]] and split.evaluated == [0]
-    assert (split.valid_targets, split.test_targets) == ([3], [4])
-    assert split.test_histories == [[1, 2, 3]]
 
     train = [[1, 2, 3, 4, 5], [6, 7, 8]]
     batches = TrainBatches(train, n_items=10, max_len=4, seed=1)
@@ -88,6 +65,24 @@ def test_padding_split_and_negatives() -> None:
                 user_items = set(train[0]) if 5 in pos[row] else set(train[1])
                 assert not set(neg[row].tolist()) & user_items
                 assert ((pos[row] == 0) == (seqs[row] == 0)).all()
+
+
+def test_long_sequences_are_cut_into_windows_of_next_item_steps() -> None:
+    """Every next-item step of a long sequence is trained, in windows of max_len from the end,
+    and a window's negatives avoid its own user's items."""
+    batches = TrainBatches([list(range(1, 11)), [20, 21]], n_items=30, max_len=4, seed=0)
+    rows = sorted(zip(batches.inputs.tolist(), batches.positives.tolist(), strict=True))
+    assert rows == [
+        ([0, 0, 0, 1], [0, 0, 0, 2]),
+        ([0, 0, 0, 20], [0, 0, 0, 21]),
+        ([2, 3, 4, 5], [3, 4, 5, 6]),
+        ([6, 7, 8, 9], [7, 8, 9, 10]),
+    ]
+    for _ in range(10):
+        for seqs, _, neg in batches.epoch(4):
+            for row, items in zip(seqs, neg, strict=True):
+                own = set(range(1, 11)) if row[-1] != 20 else {20, 21}
+                assert not set(items.tolist()) & own
 
 
 def test_load_rejects_other_files(tmp_path: Path) -> None:

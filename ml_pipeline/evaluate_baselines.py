@@ -1,0 +1,127 @@
+"""Evaluate the baselines on the same data, split and protocols as SASRec; one results JSON per
+model (results/<model>_<dataset>.json). Each baseline's settings are tuned on the validation
+pairs (full-ranking NDCG@10) over a small grid, then the best is measured once on the test pairs.
+
+    python -m ml_pipeline.evaluate_baselines --data ../shared/data/mpd_reduced
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ml_pipeline.baselines import ALS, Baseline, ItemKNN, MostPopular
+from ml_pipeline.evaluation import PROTOCOLS, evaluate_split
+from ml_pipeline.results import result_document, write_result
+from ml_pipeline.sequences import SequenceData
+from ml_pipeline.splits import SPLITS, Split, make_split
+
+# name -> (constructor, grid of settings). Small on purpose: a baseline tuned as carefully as
+# the model it is compared with, not a search that overfits the validation users.
+BASELINES: dict[str, tuple[Callable[..., Baseline], list[dict[str, Any]]]] = {
+    "most_popular": (MostPopular, [{}]),
+    "item_knn": (
+        ItemKNN,
+        [
+            {"neighbours": n, "recency_decay": d}
+            for n in (50, 200, 1000)
+            for d in (1.0, 0.9, 0.8, 0.6)
+        ],
+    ),
+    "als": (
+        ALS,
+        [
+            {"factors": f, "regularization": r, "alpha": a}
+            for f in (64, 128)
+            for r in (0.01, 0.1)
+            for a in (1.0, 10.0)
+        ],
+    ),
+}
+
+
+def evaluate_baseline(
+    name: str, data: SequenceData, split: Split, seed: int = 42
+) -> tuple[dict[str, Any], dict[str, dict[str, float]], list[dict[str, Any]]]:
+    """(best settings, test metrics per protocol, validation NDCG@10 of every setting)."""
+    make, grid = BASELINES[name]
+    tried: list[dict[str, Any]] = []
+    best: tuple[float, dict[str, Any], Baseline] | None = None
+    for settings in grid:
+        model = make(**settings).fit(split.train, data.n_items)
+        valid = evaluate_split(
+            model.full_sort_predict, model.predict, data, split, "valid", "full_ranking"
+        )
+        tried.append({**settings, "valid_ndcg@10": valid["ndcg@10"]})
+        if best is None or valid["ndcg@10"] > best[0]:
+            best = (valid["ndcg@10"], settings, model)
+    assert best is not None  # every grid has a setting
+    _, settings, model = best
+    metrics: dict[str, dict[str, float]] = {
+        protocol: evaluate_split(
+            model.full_sort_predict, model.predict, data, split, "test", protocol, seed
+        )
+        for protocol in PROTOCOLS
+    }
+    return settings, metrics, tried
+
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="MPD folder or slice (*.json), or a `user item` file; default: the database"
+        ),
+    ] = None,
+    models: Annotated[list[str] | None, typer.Option("--model", help="default: all")] = None,
+    split: Annotated[str, typer.Option(help="leave-one-out or temporal")] = "leave-one-out",
+    seed: int = 42,
+) -> None:
+    """Tune each baseline on validation, evaluate it on test and write its results file."""
+    from ml_pipeline.sequences import dataset_name, load_sequences
+    from musicrec.console import cli_errors, console
+    from musicrec.db.engine import make_engine
+    from musicrec.errors import UserError
+
+    with cli_errors():
+        unknown = set(models or ()) - set(BASELINES)
+        if unknown:
+            raise UserError(
+                f"unknown model {', '.join(sorted(unknown))}; know {', '.join(BASELINES)}"
+            )
+        if split not in SPLITS:
+            raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+        sequences = load_sequences(data, None if data else make_engine())
+        chosen = make_split(split, sequences)
+    dataset = dataset_name(data)
+    for name in models or list(BASELINES):
+        started = time.perf_counter()
+        settings, metrics, tried = evaluate_baseline(name, sequences, chosen, seed)
+        path = write_result(
+            result_document(
+                dataset=dataset,
+                split=chosen.name,
+                model=name,
+                metrics=metrics,
+                config=settings | {"seed": seed},
+                seconds=time.perf_counter() - started,
+                tuning=tried,
+            )
+        )
+        full = metrics["full_ranking"]
+        console.print(
+            f"{name}: test NDCG@10 {full['ndcg@10']:.4f}, recall@10 {full['recall@10']:.4f} "
+            f"({settings}) -> {path}"
+        )
+
+
+if __name__ == "__main__":
+    app()

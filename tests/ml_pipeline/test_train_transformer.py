@@ -1,0 +1,94 @@
+"""The training command end to end: MPD or `user item` data in, a checkpoint that loads on its
+own, a results file, TensorBoard events and a registered MLflow model version out; bad input is
+one line and exit 1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ml_pipeline.sasrec import SASRec
+from ml_pipeline.sequences import load_mpd, load_sequences
+from ml_pipeline.train_transformer import app
+from musicrec.config import get_settings
+from tests.ml_pipeline.chain_data import chain_data
+
+runner = CliRunner()
+
+
+def _interaction_file(path: Path) -> Path:
+    data = chain_data(users=120, length=12)
+    lines = [f"{u} {i}" for u, seq in enumerate(data.sequences) for i in seq]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_train_evaluate_track_and_register(
+    tmp_path: Path, settings_env: Callable[..., None]
+) -> None:
+    settings_env(tensorboard_dir=str(tmp_path / "runs"))
+    data = _interaction_file(tmp_path / "chain.txt")
+    model, results = tmp_path / "model.pt", tmp_path / "result.json"
+    args = ["--data", str(data), "--epochs", "4", "--eval-every", "2", "--max-seq-len", "10"]
+    args += ["--embedding-dim", "16", "--loss", "sampled_softmax", "--num-negatives", "20"]
+    result = runner.invoke(app, [*args, "--output", str(model), "--results", str(results)])
+    assert result.exit_code == 0, result.output
+
+    document = json.loads(results.read_text())
+    assert document["dataset"] == "chain" and document["split"] == "leave-one-out"
+    assert set(document["metrics"]) == {"full_ranking"}  # 60 items: too few to sample 100
+    assert document["metrics"]["full_ranking"]["users"] == 120
+    assert [row["epoch"] for row in document["epochs"]] == [1, 2, 3, 4]
+    assert "valid_ndcg@10" in document["epochs"][1] and document["commit"]
+
+    loaded, vocabulary, _ = SASRec.load(model)
+    assert loaded.config.loss == "sampled_softmax" and len(vocabulary) == 61
+
+    assert list((tmp_path / "runs").glob("sasrec-chain-*/events.out.tfevents.*"))
+    import mlflow
+
+    settings = get_settings()
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    version = client.get_model_version(settings.registered_model_name, "1")
+    assert version.run_id == document["mlflow"]["run_id"]
+    run = client.get_run(version.run_id)
+    assert run.data.params["loss"] == "sampled_softmax"
+    assert run.data.metrics["test_full_ranking_ndcg_10"] == pytest.approx(
+        document["metrics"]["full_ranking"]["ndcg@10"]
+    )
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/model.pt"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "/nonexistent/file.txt"], "No such file"),
+        (["--loss", "hinge"], "loss must be one of"),
+        (["--split", "random"], "--split must be one of"),
+        (["--embedding-dim", "50", "--num-heads", "3"], "multiple of num_heads"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(
+    args: list[str], message: str, tmp_path: Path, settings_env: Callable[..., None]
+) -> None:
+    settings_env()
+    data = _interaction_file(tmp_path / "chain.txt")
+    full = ["--data", str(data), *args] if args[0] != "--data" else args
+    result = runner.invoke(app, [*full, "--no-track", "--epochs", "1"])
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_mpd_playlists_become_timed_sequences(shared_data: Path) -> None:
+    data = load_mpd([shared_data / "mpd" / "mpd.slice.0-999.json"])
+    assert len(data.sequences) == 37  # the slice's complete playlists
+    assert sum(map(len, data.sequences)) == 2023
+    assert data.timestamps is not None
+    for times, items in zip(data.timestamps, data.sequences, strict=True):
+        assert times == sorted(times) and len(times) == len(items)
+    assert data.vocabulary[1].startswith("spotify:track:")
+    assert load_sequences(shared_data / "mpd").sequences == data.sequences  # a folder too
