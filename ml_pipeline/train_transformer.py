@@ -137,6 +137,15 @@ def test_metrics(result: TrainResult, seed: int = 42) -> dict[str, dict[str, flo
     }
 
 
+def export_both(model: SASRec, checkpoint: Path, top_k: int = 200) -> list[Path]:
+    """model.onnx and model.int8.onnx beside the checkpoint; the graph also returns the best
+    `top_k` items, enough to drop heard tracks and re-rank for diversity when serving."""
+    from ml_pipeline.onnx_export import export_onnx, quantize_int8
+
+    fp32 = export_onnx(model, checkpoint.with_suffix(".onnx"), min(top_k, model.config.n_items))
+    return [fp32, quantize_int8(fp32, checkpoint.with_suffix(".int8.onnx"))]
+
+
 app = typer.Typer(add_completion=False)
 
 
@@ -179,6 +188,9 @@ def main(
     track: Annotated[
         bool, typer.Option(help="log to TensorBoard and MLflow, register the model")
     ] = True,
+    onnx: Annotated[
+        bool, typer.Option(help="export the scoring graph to ONNX, fp32 and int8, beside it")
+    ] = True,
 ) -> None:
     """Train SASRec (the paper's defaults) and evaluate it on the held-out test items."""
     from ml_pipeline.sequences import dataset_name, load_sequences
@@ -186,7 +198,6 @@ def main(
     from musicrec.db.engine import make_engine
     from musicrec.errors import UserError
 
-    torch.set_num_threads(2)
     started = time.perf_counter()
     with cli_errors():
         if split not in SPLITS:
@@ -247,14 +258,18 @@ def main(
             epochs=result.epochs,
             checkpoint=str(output),
         )
+        exported = export_both(result.model, output) if onnx else []
+        document["onnx"] = [str(path) for path in exported]
         if run:
             run.log_metrics(metrics)
-            document["mlflow"] = {"run_id": run.run_id, "model_version": run.register(output)}
+            version = run.register(output, exported)
+            document["mlflow"] = {"run_id": run.run_id, "model_version": version}
         out = write_result(document, results)
     console.print(json.dumps(metrics, indent=2))
     console.print(f"checkpoint {output}; results {out}")
 
 
 if __name__ == "__main__":
+    torch.set_num_threads(2)  # the machines have 2 cores; more threads only contend
     np.seterr(all="ignore")
     app()

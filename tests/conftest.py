@@ -25,6 +25,15 @@ SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR", REPO_ROOT.parent / "shared"
 BACKENDS = ["sqlite", "postgresql"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """Test models are tiny: one thread is as fast, and OpenMP threads that outnumber free
+    cores (pytest next to another job on 2 cores) spin and slow everything down many times."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _pg_admin() -> Engine:
     engine = make_engine(PG_URL)
     try:

@@ -60,7 +60,9 @@ def test_train_evaluate_track_and_register(
     assert run.data.metrics["test_full_ranking_ndcg_10"] == pytest.approx(
         document["metrics"]["full_ranking"]["ndcg@10"]
     )
-    assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/model.pt"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert artifacts == {"model/model.pt", "model/model.onnx", "model/model.int8.onnx"}
+    assert document["onnx"] == [str(tmp_path / "model.onnx"), str(tmp_path / "model.int8.onnx")]
 
 
 @pytest.mark.parametrize(
