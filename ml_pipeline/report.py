@@ -44,6 +44,51 @@ def sequential_models_table(documents: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+BASELINES = ("most_popular", "item_knn", "als")
+
+
+def _cell(metrics: dict[str, float] | None, name: str) -> str:
+    return f"{metrics[name]:.4f}" if metrics and name in metrics else "—"
+
+
+def model_tables(documents: list[dict[str, Any]]) -> str:
+    """One table per (dataset, split): every model evaluated on it, full ranking and the
+    paper's protocol, and each model's full-ranking NDCG@10 over the best baseline's."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for doc in documents:
+        if "full_ranking" in doc.get("metrics", {}):
+            groups.setdefault((doc["dataset"], doc.get("split", "leave-one-out")), []).append(doc)
+    parts = []
+    for (dataset, split), docs in sorted(groups.items()):
+        baseline = max(
+            (d["metrics"]["full_ranking"]["ndcg@10"] for d in docs if d["model"] in BASELINES),
+            default=0.0,
+        )
+        lines = [
+            f"**{dataset}**, {split} split, {docs[0]['metrics']['full_ranking']['users']:,} "
+            "test users:",
+            "",
+            "| model | "
+            + " | ".join(name.replace("_", " ") for name in FULL)
+            + " | HR@10 (100 neg.) | NDCG@10 (100 neg.) | NDCG@10 / best baseline | commit |",
+            "|---|" + "---:|" * (len(FULL) + 3) + "---|",
+        ]
+        for doc in sorted(docs, key=lambda d: d["metrics"]["full_ranking"]["ndcg@10"]):
+            full, sampled = doc["metrics"]["full_ranking"], doc["metrics"].get("sampled_100")
+            ratio = f"{full['ndcg@10'] / baseline:.2f}×" if baseline else "—"
+            cells = [
+                doc["model"],
+                *[_cell(full, name) for name in FULL],
+                _cell(sampled, "hr@10"),
+                _cell(sampled, "ndcg@10"),
+                ratio,
+                doc.get("commit", "—"),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
 def load(pattern: str, results: Path = RESULTS) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(results.glob(pattern))]
 
@@ -60,8 +105,9 @@ def replace_block(text: str, name: str, body: str) -> str:
 def main(doc: Path = DOC, results: Path = RESULTS) -> None:
     text = doc.read_text()
     text = replace_block(
-        text, "sequential", sequential_models_table(load("sasrec_*.json", results))
+        text, "sequential", sequential_models_table(load("sasrec_Video.json", results))
     )
+    text = replace_block(text, "models", model_tables(load("*.json", results)))
     doc.write_text(text)
 
 

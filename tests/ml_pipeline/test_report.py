@@ -32,7 +32,10 @@ def results(tmp_path: Path) -> Path:
 
 def test_tables_come_from_the_result_files(tmp_path: Path, results: Path) -> None:
     doc = tmp_path / "results.md"
-    doc.write_text("intro\n<!-- generated:sequential -->\nold\n<!-- end:sequential -->\noutro\n")
+    doc.write_text(
+        "intro\n<!-- generated:sequential -->\nold\n<!-- end:sequential -->\n"
+        "<!-- generated:models -->\n<!-- end:models -->\noutro\n"
+    )
     main(doc, results)
     text = doc.read_text()
     assert "old" not in text and text.startswith("intro\n") and text.endswith("outro\n")
@@ -48,9 +51,43 @@ def test_a_missing_block_is_an_error() -> None:
 
 def test_an_empty_block_is_filled_and_regenerating_is_stable(tmp_path: Path, results: Path) -> None:
     doc = tmp_path / "results.md"
-    doc.write_text("<!-- generated:sequential -->\n<!-- end:sequential -->\n")
+    doc.write_text(
+        "<!-- generated:sequential -->\n<!-- end:sequential -->\n"
+        "<!-- generated:models -->\n<!-- end:models -->\n"
+    )
     main(doc, results)
     once = doc.read_text()
     assert "| Video | sasrec |" in once
     main(doc, results)
     assert doc.read_text() == once
+
+
+def test_one_table_per_dataset_with_the_ratio_to_the_best_baseline(
+    tmp_path: Path, results: Path
+) -> None:
+    for model, ndcg in (("item_knn", 0.05), ("most_popular", 0.01)):
+        baseline = {**RESULT, "model": model, "commit": "abc1234"}
+        baseline["metrics"] = {
+            "full_ranking": {**RESULT["metrics"]["full_ranking"], "ndcg@10": ndcg}
+        }
+        (results / f"{model}_Video.json").write_text(json.dumps(baseline))
+    (results / "item_knn_Other.json").write_text(json.dumps({**RESULT, "dataset": "Other"}))
+    doc = tmp_path / "results.md"
+    doc.write_text(
+        "<!-- generated:sequential -->\n<!-- end:sequential -->\n"
+        "<!-- generated:models -->\n<!-- end:models -->\n"
+    )
+    main(doc, results)
+    text = doc.read_text()
+    assert text.count("**Video**, leave-one-out split, 3 test users:") == 1
+    assert "**Other**" in text
+    # SASRec's 0.06 over item-kNN's 0.05; the most-popular row has no sampled protocol.
+    assert (
+        "| sasrec | 0.1000 | 0.0100 | 0.0500 | 0.0600 | 0.2000 | 0.7500 | 0.5000 | 1.20× |" in text
+    )
+    assert (
+        "| most_popular | 0.1000 | 0.0100 | 0.0500 | 0.0100 | 0.2000 | — | — | 0.20× | abc1234 |"
+        in text
+    )
+    rows = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ")]
+    assert rows[-3:] == ["| most_popular", "| item_knn", "| sasrec"]  # weakest first
