@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -17,7 +16,7 @@ import typer
 from ml_pipeline.baselines import ALS, Baseline, ItemKNN, MostPopular
 from ml_pipeline.evaluation import PROTOCOLS, evaluate_split
 from ml_pipeline.results import result_document, write_result
-from ml_pipeline.sequences import SequenceData
+from ml_pipeline.sequences import DataOption, SequenceData
 from ml_pipeline.splits import SPLITS, Split, make_split
 
 # name -> (constructor, grid of settings). Small on purpose: a baseline tuned as carefully as
@@ -75,12 +74,7 @@ app = typer.Typer(add_completion=False)
 
 @app.command()
 def main(
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            help="MPD folder or slice (*.json), or a `user item` file; default: the database"
-        ),
-    ] = None,
+    data: DataOption = None,
     models: Annotated[list[str] | None, typer.Option("--model", help="default: all")] = None,
     split: Annotated[str, typer.Option(help="leave-one-out or temporal")] = "leave-one-out",
     seed: int = 42,

@@ -10,9 +10,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+import typer
 from numpy.typing import NDArray
 from sqlalchemy import Engine, select
 
@@ -92,6 +93,13 @@ def load_mpd(paths: list[Path], min_length: int = 1) -> SequenceData:
     if not histories:
         raise UserError(f"no MPD playlists in {', '.join(map(str, paths))}")
     return _index(histories, min_length, times)
+
+
+# The --data option of every command that reads sequences.
+DataOption = Annotated[
+    Path | None,
+    typer.Option(help="MPD folder or slice (*.json), or a `user item` file; default: the database"),
+]
 
 
 def load_sequences(source: Path | None, engine: Engine | None = None) -> SequenceData:

@@ -25,7 +25,13 @@ import typer
 from ml_pipeline.evaluation import PROTOCOLS, Protocol, evaluate_split
 from ml_pipeline.results import result_document, write_result
 from ml_pipeline.sasrec import SASRec, SASRecConfig
-from ml_pipeline.sequences import SequenceData, TrainBatches, cooccurrence_embeddings, pad_left
+from ml_pipeline.sequences import (
+    DataOption,
+    SequenceData,
+    TrainBatches,
+    cooccurrence_embeddings,
+    pad_left,
+)
 from ml_pipeline.splits import SPLITS, Split, leave_one_out, make_split
 from ml_pipeline.tracking import TrainingRun
 
@@ -154,12 +160,7 @@ app = typer.Typer(add_completion=False)
 
 @app.command()
 def main(
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            help="MPD folder or slice (*.json), or a `user item` file; default: the database"
-        ),
-    ] = None,
+    data: DataOption = None,
     epochs: int = 200,
     batch_size: int = 128,
     max_seq_len: int = 50,
