@@ -37,18 +37,12 @@ class SASRecConfig:
     # Sparse item-embedding gradients with a lazy Adam for that table (only the rows a batch
     # touches are updated). A dense Adam step over a 100k+ item table dominates a batch on CPU.
     sparse_items: bool = False
-    # "random" (Xavier, as the paper) or "cooccurrence": item vectors start from a truncated SVD
-    # of who listened to what (sequences.cooccurrence_embeddings), so that items heard only a
-    # few times start near the items they were heard with.
-    item_init: str = "random"
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.embedding_dim % self.num_heads:
             raise ValueError("embedding_dim must be a multiple of num_heads")
-        if self.item_init not in ("random", "cooccurrence"):
-            raise ValueError(f"item_init must be random or cooccurrence, got {self.item_init!r}")
         if self.sparse_items and self.l2:
             raise ValueError("l2 needs dense item gradients: not with sparse_items")
 
@@ -96,16 +90,6 @@ class SASRec(nn.Module):
         if isinstance(module, nn.Embedding) and module.padding_idx is not None:
             with torch.no_grad():
                 module.weight[module.padding_idx].zero_()
-
-    @torch.no_grad()
-    def set_item_vectors(self, vectors: Tensor) -> None:
-        """Start the item table from given vectors, rescaled to the random init's spread."""
-        weight = self.item_emb.weight
-        if vectors.shape != weight.shape:
-            raise ValueError(f"item vectors {tuple(vectors.shape)}, table {tuple(weight.shape)}")
-        scale = weight[1:].std() / vectors[1:].std().clamp(min=1e-12)
-        weight.copy_(vectors * scale)
-        weight[0].zero_()
 
     def encode(self, seqs: Tensor) -> Tensor:
         """[B, L] item ids (left-padded with 0) -> [B, L, d] hidden state per position."""

@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -195,36 +195,3 @@ class TrainBatches:
                 break
             neg[hit] = self.rng.integers(1, self.n_items + 1, size=int(hit.sum()))
         return neg
-
-
-def cooccurrence_embeddings(
-    train: list[list[int]], n_items: int, dim: int, seed: int = 0
-) -> NDArray[np.float32]:
-    """[n_items + 1, dim] item vectors from a truncated SVD of the user x item matrix, columns
-    scaled by 1 / sqrt(item count) (so that dot products follow cosine co-occurrence). Items
-    listened to together get close vectors even when each was heard only a few times: a warm
-    start for the item table of a sequential model on a sparse catalog. Row 0 (padding) is 0."""
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.linalg import svds
-
-    users = np.repeat(np.arange(len(train)), [len(s) for s in train])
-    items = np.concatenate([np.asarray(s, dtype=np.int64) for s in train]) if train else users
-    matrix = csr_matrix(
-        (np.ones(len(items), dtype=np.float32), (users, items)), shape=(len(train), n_items + 1)
-    )
-    matrix.data[:] = 1.0  # listened or not, however often
-    counts = np.asarray(matrix.sum(axis=0)).ravel()
-    matrix = matrix @ _diagonal(1 / np.sqrt(np.maximum(counts, 1)))
-    k = min(dim, min(matrix.shape) - 1)
-    rng = np.random.default_rng(seed)
-    _, singular, vt = svds(matrix, k=k, v0=rng.standard_normal(min(matrix.shape)))
-    vectors = np.zeros((n_items + 1, dim), dtype=np.float32)
-    vectors[:, :k] = (vt.T * np.sqrt(singular)).astype(np.float32)
-    vectors[0] = 0.0
-    return vectors
-
-
-def _diagonal(values: NDArray[np.float64]) -> Any:
-    from scipy.sparse import diags
-
-    return diags(values.astype(np.float32))

@@ -25,13 +25,7 @@ import typer
 from ml_pipeline.evaluation import PROTOCOLS, Protocol, evaluate_split
 from ml_pipeline.results import result_document, write_result
 from ml_pipeline.sasrec import SASRec, SASRecConfig
-from ml_pipeline.sequences import (
-    DataOption,
-    SequenceData,
-    TrainBatches,
-    cooccurrence_embeddings,
-    pad_left,
-)
+from ml_pipeline.sequences import DataOption, SequenceData, TrainBatches, pad_left
 from ml_pipeline.splits import SPLITS, Split, leave_one_out, make_split
 from ml_pipeline.tracking import TrainingRun
 
@@ -79,9 +73,6 @@ def train_sasrec(
     torch.manual_seed(seed)
     split = split or leave_one_out(data.sequences)
     model = SASRec(config)
-    if config.item_init == "cooccurrence":
-        vectors = cooccurrence_embeddings(split.train, data.n_items, config.embedding_dim, seed)
-        model.set_item_vectors(torch.from_numpy(vectors))
     optimizers = model.optimizers()
     batches = TrainBatches(split.train, data.n_items, config.max_seq_len, seed)
     result = TrainResult(model=model, data=data, split=split)
@@ -173,9 +164,6 @@ def main(
     num_negatives: Annotated[
         int, typer.Option(help="negatives per batch for sampled_softmax")
     ] = 256,
-    item_init: Annotated[
-        str, typer.Option(help="random (the paper's) or cooccurrence (SVD warm start)")
-    ] = "random",
     sparse_items: Annotated[
         bool, typer.Option(help="sparse item gradients + lazy Adam (large catalogs)")
     ] = False,
@@ -223,7 +211,6 @@ def main(
                 loss=loss,
                 num_negatives=num_negatives,
                 sparse_items=sparse_items,
-                item_init=item_init,
             )
         except ValueError as exc:
             raise UserError(str(exc)) from exc

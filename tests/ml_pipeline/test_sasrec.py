@@ -7,14 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from ml_pipeline.baselines import MostPopular
 from ml_pipeline.evaluation import evaluate_full_ranking
 from ml_pipeline.sasrec import SASRec, SASRecConfig
-from ml_pipeline.sequences import TrainBatches, cooccurrence_embeddings, pad_left
+from ml_pipeline.sequences import TrainBatches, pad_left
 from ml_pipeline.train_transformer import scorers, train_sasrec
 from tests.ml_pipeline.chain_data import N_ITEMS, chain_data
 
@@ -91,24 +90,3 @@ def test_load_rejects_other_files(tmp_path: Path) -> None:
     torch.save({"model": "other"}, path)
     with pytest.raises(ValueError, match="not a SASRec checkpoint"):
         SASRec.load(path)
-
-
-def test_cooccurrence_init_puts_items_heard_together_close() -> None:
-    """Two groups of items never heard together: after the warm start, items of one group point
-    alike and the two groups are orthogonal; the model's table starts from those vectors."""
-    rng = np.random.default_rng(0)
-    groups = [np.arange(1, 21), np.arange(21, 41)]
-    train = [rng.choice(groups[u % 2], size=8).tolist() for u in range(200)]
-    vectors = cooccurrence_embeddings(train, n_items=40, dim=8)
-    assert vectors.shape == (41, 8) and not vectors[0].any()
-    unit = vectors[1:] / np.linalg.norm(vectors[1:], axis=1, keepdims=True)
-    similarity = unit @ unit.T
-    same = np.equal.outer(np.arange(40) < 20, np.arange(40) < 20)
-    assert similarity[same].mean() > 0.3 and abs(similarity[~same]).max() < 0.01
-
-    model = SASRec(SASRecConfig(n_items=40, embedding_dim=8, item_init="cooccurrence"))
-    model.set_item_vectors(torch.from_numpy(vectors))
-    table = model.item_emb.weight.detach().numpy()
-    assert np.allclose(table[1:] / table[1:].std(), vectors[1:] / vectors[1:].std(), atol=1e-5)
-    with pytest.raises(ValueError, match="item_init must be"):
-        SASRecConfig(n_items=40, item_init="glove")
