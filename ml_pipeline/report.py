@@ -89,6 +89,75 @@ def model_tables(documents: list[dict[str, Any]]) -> str:
     return "\n\n".join(parts)
 
 
+def parity_table(documents: list[dict[str, Any]]) -> str:
+    """ONNX graphs against the torch model they were exported from (onnx_parity_*.json)."""
+    lines = [
+        "| dataset | graph | ndcg@10 | torch ndcg@10 | top-10 overlap | NDCG@10 loss | MB | users"
+        " |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for doc in documents:
+        torch_ndcg = doc["metrics"]["torch"]["ndcg@10"]
+        for graph in ("fp32", "int8"):
+            overlap = doc["overlap"][graph]
+            cells = [
+                doc["dataset"],
+                graph,
+                f"{doc['metrics'][graph]['ndcg@10']:.4f}",
+                f"{torch_ndcg:.4f}",
+                f"{overlap['top10']:.3f}",
+                f"{overlap['ndcg@10_relative_loss']:+.2%}",
+                f"{doc['files'][graph]['mb']:.1f}",
+                f"{doc['users']:,}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def inference_table(doc: dict[str, Any]) -> str:
+    """Batch-1 latency per path (results/benchmarks/inference.json)."""
+    lines = [
+        "| path | p50 ms | p99 ms | eager / path, p50 | eager / path, p99 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    eager = doc["latency"]["torch_eager"]
+    for path, row in doc["latency"].items():
+        cells = [
+            path.replace("_", " "),
+            f"{row['p50_ms']:.3f}",
+            f"{row['p99_ms']:.3f}",
+            f"{eager['p50_ms'] / row['p50_ms']:.2f}×",
+            f"{eager['p99_ms'] / row['p99_ms']:.2f}×",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + _provenance(doc, doc["setup"])
+
+
+def training_speed_table(doc: dict[str, Any]) -> str:
+    """Seconds per epoch, ours and RecBole's (results/benchmarks/training_speed.json)."""
+    lines = ["| implementation | s/epoch | epochs timed (s) |", "|---|---:|---|"]
+    for name in ("ours", "recbole"):
+        row = doc.get(name) or {}
+        if row.get("seconds_per_epoch") is None:
+            lines.append(f"| {name} | — | unavailable |")
+            continue
+        epochs = ", ".join(f"{s:.1f}" for s in row["epochs_s"])
+        label = row.get("version", "musicrec SASRec") if name == "recbole" else "musicrec SASRec"
+        lines.append(f"| {label} | {row['seconds_per_epoch']:.1f} | {epochs} |")
+    ratio = doc.get("ratio")
+    summary = (
+        f"ours / RecBole's = **{ratio:.2f}** (target ≤ {doc['target']['ratio_at_most']})"
+        if ratio
+        else "no RecBole"
+    )
+    return "\n".join(lines) + f"\n\n{summary}." + _provenance(doc, doc)
+
+
+def _provenance(doc: dict[str, Any], setup: dict[str, Any]) -> str:
+    average = setup.get("load_average_before", "—")
+    return f"\n\nCommit {doc['commit']}; load average before the run {average} (2 cores)."
+
+
 def load(pattern: str, results: Path = RESULTS) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(results.glob(pattern))]
 
@@ -108,6 +177,10 @@ def main(doc: Path = DOC, results: Path = RESULTS) -> None:
         text, "sequential", sequential_models_table(load("sasrec_Video.json", results))
     )
     text = replace_block(text, "models", model_tables(load("*.json", results)))
+    text = replace_block(text, "onnx-parity", parity_table(load("onnx_parity_*.json", results)))
+    for name, table in (("inference", inference_table), ("training-speed", training_speed_table)):
+        found = load(f"benchmarks/{name.replace('-', '_')}.json", results)
+        text = replace_block(text, name, table(found[0]) if found else "(not measured yet)")
     doc.write_text(text)
 
 
