@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo serve test lint bench services clean reproduce-sasrec
+.PHONY: install demo serve test lint bench services clean reproduce-sasrec reproduce-mpd bench-training
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,7 @@ test: $(STAMP) services lint
 bench: $(STAMP) services
 	$(BIN)/python -m benchmarks.ingest
 	$(BIN)/python -m benchmarks.features
+	$(BIN)/python -m benchmarks.inference
 
 # The SASRec paper check on the authors' Amazon Games data with the paper's configuration
 # (about an hour on 2 cores; not part of CI). Writes results/sasrec_Video.json.
@@ -46,6 +47,38 @@ reproduce-sasrec: $(STAMP)
 		--epochs 200 --batch-size 128 --max-seq-len 50 --embedding-dim 50 --num-layers 2 \
 		--num-heads 1 --dropout 0.5 --lr 0.001 --seed 42 --eval-every 20 \
 		--output var/models/sasrec_games.pt --results results/sasrec_Video.json
+	$(BIN)/python -m ml_pipeline.report
+
+# SASRec and the tuned baselines on the MPD playlists (leave-one-out), then the tables in
+# docs/results.md. About an hour on 2 idle cores; not part of CI.
+reproduce-mpd: $(STAMP)
+	$(BIN)/python -m ml_pipeline.evaluate_baselines --data $(SHARED_DATA)/mpd_reduced
+	$(BIN)/python -m ml_pipeline.train_transformer --data $(SHARED_DATA)/mpd_reduced \
+		--epochs 50 --eval-every 5 --patience 2 --loss sampled_softmax --num-negatives 256 \
+		--embedding-dim 64 --dropout 0.2 --lr 0.003 --batch-size 128 --sparse-items \
+		--output var/models/sasrec_mpd_reduced.pt
+	$(BIN)/python -m ml_pipeline.onnx_export var/models/sasrec_mpd_reduced.pt \
+		--data $(SHARED_DATA)/mpd_reduced
+	$(BIN)/python -m ml_pipeline.report
+
+# Seconds per SASRec training epoch, ours against RecBole's SASRec, on the paper's Amazon Games
+# data and configuration (about 15 minutes on 2 idle cores). RecBole lives in a benchmark
+# environment of its own, never in .venv: torch first from the local CPU wheel, then RecBole and
+# the few packages the benchmark imports, all held to the project's pins (constraints from
+# pyproject.toml) so that pip never resolves torch itself. Writes
+# results/benchmarks/training_speed.json.
+BENCH_VENV := .venv-recbole
+BENCH_STAMP := $(BENCH_VENV)/.installed
+$(BENCH_STAMP): pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet torch==2.13.0 $(PIP_QUIET)
+	$(BENCH_VENV)/bin/python -c 'import re, tomllib; deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; print("\n".join(re.sub(r"\[.*?\]", "", d) for d in deps))' > $(BENCH_VENV)/constraints.txt
+	$(BENCH_VENV)/bin/python -m pip install --quiet -c $(BENCH_VENV)/constraints.txt \
+		recbole==1.2.1 SQLAlchemy alembic typer pydantic pydantic-settings $(PIP_QUIET)
+	touch $@
+
+bench-training: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python -m benchmarks.training_speed --data $(SHARED_DATA)/sasrec_games/Video.txt
 
 clean:
-	rm -rf $(VENV) var runs mlruns .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) var runs mlruns .pytest_cache .mypy_cache .ruff_cache
