@@ -1,11 +1,14 @@
-"""Train SASRec and evaluate it (leave-one-out; full ranking and the paper's 100-negative
-protocol). Writes the checkpoint and a results JSON.
+"""Train SASRec and evaluate it on a split's test pairs (full ranking and the paper's
+100-negative protocol).
 
     python -m ml_pipeline.train_transformer --data ../shared/data/sasrec_games/Video.txt \\
         --epochs 200 --max-seq-len 50 --embedding-dim 50 --num-layers 2 --num-heads 1 \\
         --output var/models/sasrec_games.pt
 
-Without --data the listening histories come from the database in the settings.
+--data takes an MPD folder or slice, or a `user item` file; without it the listening histories
+come from the database in the settings. Writes the checkpoint (weights, config, vocabulary), its
+ONNX graphs (fp32, int8), results/sasrec_<dataset>[_<split>].json, TensorBoard curves and an
+MLflow run with a registered model version.
 """
 
 from __future__ import annotations
