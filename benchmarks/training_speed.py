@@ -16,9 +16,16 @@ batch 128, one uniform negative per target, leave-one-out) on 2 threads. The epo
 of each is a warm-up and not counted.
 
 The two libraries cover the same training targets per epoch differently: ours feeds each
-user's training sequence once and scores every position (as the authors' code does); RecBole
-turns every prefix of every sequence into its own example and scores only its last position.
-Both therefore see each training transition once per epoch.
+user's training sequence once (in windows of max_seq_len steps) and scores every position, as
+the authors' code does; RecBole turns every prefix of every sequence into an example of its own
+and scores only its last position. Both see each training transition once per epoch (the JSON
+gives our targets and RecBole's examples per epoch), so RecBole runs the encoder over about
+six times as many sequences.
+
+On a loaded machine two threads spin-wait for each other (OpenMP) and every epoch gets several
+times slower (measured: one batch of ours 0.13 s on 1 thread, 0.7 s on 2, with two other
+busy processes): the JSON records the load averages before and after, and OMP_WAIT_POLICY
+(PASSIVE tempers it).
 """
 
 from __future__ import annotations
@@ -307,7 +314,6 @@ def main() -> None:
         "epochs_timed": args.epochs,
         "warmup_epochs": 1,
         "torch": torch.__version__,
-        # 2 threads on 2 busy cores spin-wait badly (OpenMP): see the load averages.
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_average_before": load_before,
         "load_average_after": load_after,
