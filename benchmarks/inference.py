@@ -37,8 +37,8 @@ from ml_pipeline.onnx_export import (
     export_onnx,
     op_counts,
     quantize_int8,
-    top_k_overlap,
 )
+from ml_pipeline.onnx_parity import top_k_overlap
 from ml_pipeline.sasrec import SASRec, SASRecConfig
 from ml_pipeline.sequences import pad_left
 

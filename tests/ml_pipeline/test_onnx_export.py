@@ -21,10 +21,10 @@ from ml_pipeline.onnx_export import (
     app,
     export_onnx,
     op_counts,
-    parity,
     quantize_int8,
     top_items,
 )
+from ml_pipeline.onnx_parity import parity
 from ml_pipeline.sasrec import SASRec, SASRecConfig
 from ml_pipeline.sequences import SequenceData, load_interaction_file, pad_left
 from ml_pipeline.splits import Split
