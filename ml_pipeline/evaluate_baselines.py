@@ -75,14 +75,16 @@ app = typer.Typer(add_completion=False)
 @app.command()
 def main(
     data: DataOption = None,
+    min_item_count: Annotated[
+        int, typer.Option(help="drop items heard fewer times (the paper's 5-core style)")
+    ] = 1,
     models: Annotated[list[str] | None, typer.Option("--model", help="default: all")] = None,
     split: Annotated[str, typer.Option(help="leave-one-out or temporal")] = "leave-one-out",
     seed: int = 42,
 ) -> None:
     """Tune each baseline on validation, evaluate it on test and write its results file."""
-    from ml_pipeline.sequences import dataset_name, load_sequences
+    from ml_pipeline.sequences import load_dataset
     from musicrec.console import cli_errors, console
-    from musicrec.db.engine import make_engine
     from musicrec.errors import UserError
 
     with cli_errors():
@@ -93,9 +95,8 @@ def main(
             )
         if split not in SPLITS:
             raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-        sequences = load_sequences(data, None if data else make_engine())
+        sequences, dataset = load_dataset(data, min_item_count)
         chosen = make_split(split, sequences)
-    dataset = dataset_name(data)
     for name in models or list(BASELINES):
         started = time.perf_counter()
         settings, metrics, tried = evaluate_baseline(name, sequences, chosen, seed)

@@ -114,6 +114,32 @@ def load_sequences(source: Path | None, engine: Engine | None = None) -> Sequenc
     return load_interaction_file(source)
 
 
+def drop_rare_items(data: SequenceData, min_count: int) -> SequenceData:
+    """The data without items heard fewer than `min_count` times in all (one pass, like the
+    SASRec paper's preprocessing); users left with nothing are dropped, items re-indexed."""
+    counts = np.bincount(np.concatenate([np.asarray(s, dtype=np.int64) for s in data.sequences]))
+    keep = counts >= min_count
+    histories: dict[str, list[str]] = {}
+    times: dict[str, list[float]] = {}
+    for u, items in enumerate(data.sequences):
+        kept = [p for p, i in enumerate(items) if keep[i]]
+        histories[data.users[u]] = [data.vocabulary[items[p]] for p in kept]
+        if data.timestamps is not None:
+            times[data.users[u]] = [data.timestamps[u][p] for p in kept]
+    return _index(histories, 1, times if data.timestamps is not None else None)
+
+
+def load_dataset(source: Path | None, min_item_count: int = 1) -> tuple[SequenceData, str]:
+    """What a command's --data and --min-item-count name: the sequences and how results call
+    them (e.g. "mpd_reduced-min5")."""
+    from musicrec.db.engine import make_engine
+
+    data = load_sequences(source, None if source else make_engine())
+    if min_item_count <= 1:
+        return data, dataset_name(source)
+    return drop_rare_items(data, min_item_count), f"{dataset_name(source)}-min{min_item_count}"
+
+
 def dataset_name(source: Path | None) -> str:
     """How results name a data source: the file's stem, the folder's name, or "database"."""
     if source is None:

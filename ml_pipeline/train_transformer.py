@@ -155,6 +155,9 @@ app = typer.Typer(add_completion=False)
 @app.command()
 def main(
     data: DataOption = None,
+    min_item_count: Annotated[
+        int, typer.Option(help="drop items heard fewer times (the paper's 5-core style)")
+    ] = 1,
     epochs: int = 200,
     batch_size: int = 128,
     max_seq_len: int = 50,
@@ -191,9 +194,8 @@ def main(
     ] = True,
 ) -> None:
     """Train SASRec (the paper's defaults) and evaluate it on the held-out test items."""
-    from ml_pipeline.sequences import dataset_name, load_sequences
+    from ml_pipeline.sequences import load_dataset
     from musicrec.console import cli_errors, console
-    from musicrec.db.engine import make_engine
     from musicrec.errors import UserError
 
     started = time.perf_counter()
@@ -217,10 +219,9 @@ def main(
             )
         except ValueError as exc:
             raise UserError(str(exc)) from exc
-        sequences = load_sequences(data, None if data else make_engine())
+        sequences, dataset = load_dataset(data, min_item_count)
         chosen = make_split(split, sequences)
     config = replace(config, n_items=sequences.n_items)
-    dataset = dataset_name(data)
     console.print(f"{dataset}: {len(sequences.sequences):,} users, {sequences.n_items:,} items")
     params = asdict(config) | {"epochs": epochs, "batch_size": batch_size, "seed": seed}
     params |= {"dataset": dataset, "split": split, "patience": patience}

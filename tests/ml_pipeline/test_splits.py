@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml_pipeline.sequences import SequenceData
+from ml_pipeline.sequences import SequenceData, drop_rare_items
 from ml_pipeline.splits import cold_track_split, leave_one_out, make_split, temporal_split
 
 
@@ -66,3 +66,14 @@ def test_cold_track_split_holds_tracks_out_of_training() -> None:
     assert set(valid_users) <= set(users) and set(valid_targets) <= cold
     same = cold_track_split(_data(sequences), share=0.1, seed=1)
     assert np.array_equal(same.cold_items, split.cold_items)  # seeded
+
+
+def test_drop_rare_items_keeps_order_times_and_reindexes() -> None:
+    # Item 1 is heard 3 times, 2 twice, 3 and 4 once.
+    data = _data([[1, 3, 2, 1], [4, 1, 2]], [[0, 1, 2, 3], [4, 5, 6]])
+    kept = drop_rare_items(data, min_count=2)
+    assert kept.vocabulary == ["<pad>", "t1", "t2"]  # most heard first
+    assert kept.sequences == [[1, 2, 1], [1, 2]]
+    assert kept.timestamps == [[0, 2, 3], [5, 6]]
+    assert kept.users == ["u0", "u1"]
+    assert drop_rare_items(data, min_count=4).sequences == []  # nobody keeps anything
