@@ -322,6 +322,7 @@ def main(
             help="the data the model was trained on (as for training): run the parity check"
         ),
     ] = None,
+    min_item_count: Annotated[int, typer.Option(help="as for training")] = 1,
     top_k: Annotated[int, typer.Option(help="items per row of the in-graph top k")] = 10,
     results: Annotated[
         Path | None, typer.Option(help="default: results/onnx_parity_<dataset>.json")
@@ -336,14 +337,14 @@ def main(
         torch_run,
     )
     from ml_pipeline.results import result_document, write_result
-    from ml_pipeline.sequences import dataset_name, load_sequences
+    from ml_pipeline.sequences import load_dataset
     from ml_pipeline.splits import leave_one_out
     from musicrec.console import cli_errors, console
 
     started = time.perf_counter()
     with cli_errors():
         model, vocabulary, _ = load_checkpoint(checkpoint)
-        sequences = load_sequences(data) if data else None
+        sequences, dataset = load_dataset(data, min_item_count) if data else (None, "")
         if sequences is not None and sequences.vocabulary != vocabulary:
             raise UserError(f"{data}: its items are not the checkpoint's vocabulary")
         if not 1 <= top_k <= model.config.n_items:
@@ -373,7 +374,7 @@ def main(
     }
     key = f"ndcg@{PARITY_K}"
     document = result_document(
-        dataset=dataset_name(data),
+        dataset=dataset,
         split=split.name,
         model="sasrec",
         metrics={
@@ -396,7 +397,7 @@ def main(
         users=len(histories),
         checkpoint=str(checkpoint),
     )
-    out = write_result(document, results or RESULTS_DIR / f"onnx_parity_{dataset_name(data)}.json")
+    out = write_result(document, results or RESULTS_DIR / f"onnx_parity_{dataset}.json")
     for name, check in checks.items():
         console.print(
             f"{name}: {key} {check['onnx'][key]:.4f} (torch {reference.metrics[key]:.4f}), "
