@@ -16,7 +16,7 @@ import typer
 from ml_pipeline.baselines import ALS, Baseline, ItemKNN, MostPopular
 from ml_pipeline.evaluation import PROTOCOLS, evaluate_split
 from ml_pipeline.results import result_document, write_result
-from ml_pipeline.sequences import DataOption, SequenceData
+from ml_pipeline.sequences import DataOption, MinItemCountOption, SequenceData
 from ml_pipeline.splits import SPLITS, Split, make_split
 
 # name -> (constructor, grid of settings). Small on purpose: a baseline tuned as carefully as
@@ -75,9 +75,7 @@ app = typer.Typer(add_completion=False)
 @app.command()
 def main(
     data: DataOption = None,
-    min_item_count: Annotated[
-        int, typer.Option(help="drop items heard fewer times (the paper's 5-core style)")
-    ] = 1,
+    min_item_count: MinItemCountOption = 1,
     models: Annotated[list[str] | None, typer.Option("--model", help="default: all")] = None,
     split: Annotated[str, typer.Option(help="leave-one-out or temporal")] = "leave-one-out",
     seed: int = 42,

@@ -45,7 +45,7 @@ from torch.nn import functional as F
 
 from ml_pipeline.results import RESULTS_DIR
 from ml_pipeline.sasrec import SASRec
-from ml_pipeline.sequences import pad_left
+from ml_pipeline.sequences import MinItemCountOption, pad_left
 from musicrec.errors import UserError
 
 OPSET = 17
@@ -322,7 +322,7 @@ def main(
             help="the data the model was trained on (as for training): run the parity check"
         ),
     ] = None,
-    min_item_count: Annotated[int, typer.Option(help="as for training")] = 1,
+    min_item_count: MinItemCountOption = 1,
     top_k: Annotated[int, typer.Option(help="items per row of the in-graph top k")] = 10,
     results: Annotated[
         Path | None, typer.Option(help="default: results/onnx_parity_<dataset>.json")

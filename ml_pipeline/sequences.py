@@ -102,6 +102,12 @@ DataOption = Annotated[
 ]
 
 
+# The --min-item-count option of the same commands (see drop_rare_items).
+MinItemCountOption = Annotated[
+    int, typer.Option(help="drop items heard fewer times in all (the paper's 5-core style)")
+]
+
+
 def load_sequences(source: Path | None, engine: Engine | None = None) -> SequenceData:
     """The training data a command names: an MPD folder or slice (*.json), a `user item` file,
     or, without a path, the database."""

@@ -28,7 +28,13 @@ import typer
 from ml_pipeline.evaluation import PROTOCOLS, Protocol, evaluate_split
 from ml_pipeline.results import result_document, write_result
 from ml_pipeline.sasrec import SASRec, SASRecConfig
-from ml_pipeline.sequences import DataOption, SequenceData, TrainBatches, pad_left
+from ml_pipeline.sequences import (
+    DataOption,
+    MinItemCountOption,
+    SequenceData,
+    TrainBatches,
+    pad_left,
+)
 from ml_pipeline.splits import SPLITS, Split, leave_one_out, make_split
 from ml_pipeline.tracking import TrainingRun
 
@@ -155,9 +161,7 @@ app = typer.Typer(add_completion=False)
 @app.command()
 def main(
     data: DataOption = None,
-    min_item_count: Annotated[
-        int, typer.Option(help="drop items heard fewer times (the paper's 5-core style)")
-    ] = 1,
+    min_item_count: MinItemCountOption = 1,
     epochs: int = 200,
     batch_size: int = 128,
     max_seq_len: int = 50,
