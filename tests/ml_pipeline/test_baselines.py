@@ -11,6 +11,7 @@ import torch
 
 from ml_pipeline.baselines import ALS, Baseline, ItemKNN, MostPopular
 from ml_pipeline.evaluation import evaluate_full_ranking
+from ml_pipeline.matrix_factorization import LightGCN
 
 INF = float("inf")
 
@@ -99,13 +100,15 @@ def test_item_knn_beats_popularity_on_co_occurrence_data() -> None:
     train = [s[:-2] for s in sequences]
     histories, targets = [s[:-1] for s in sequences], [s[-1] for s in sequences]
     ndcg = {}
-    for model in (MostPopular(), ItemKNN(neighbours=50), ALS(factors=32, iterations=10)):
+    models = (MostPopular(), ItemKNN(neighbours=50), ALS(factors=32, iterations=10), LightGCN())
+    for model in models:
         model.fit(train, n_items=300)
         result = evaluate_full_ranking(model.full_sort_predict, histories, targets, 300)
         ndcg[type(model).__name__] = result["ndcg@10"]
     assert ndcg["ItemKNN"] > 0.2
     assert ndcg["ItemKNN"] > 2 * ndcg["MostPopular"]
     assert ndcg["ALS"] > 2 * ndcg["MostPopular"]
+    assert ndcg["LightGCN"] > 2 * ndcg["MostPopular"]
 
 
 def test_als_scores_any_history_from_its_items() -> None:
@@ -119,7 +122,9 @@ def test_als_scores_any_history_from_its_items() -> None:
     assert scores[0, 156:161].min() > scores[0, 200:].max()
 
 
-@pytest.mark.parametrize("model", [MostPopular(), ItemKNN(), ALS(factors=4, iterations=2)])
+@pytest.mark.parametrize(
+    "model", [MostPopular(), ItemKNN(), ALS(factors=4, iterations=2), LightGCN(epochs=1)]
+)
 def test_interface_and_misuse(model: Baseline) -> None:
     with pytest.raises(RuntimeError, match="not fitted"):
         model.full_sort_predict([[1]])
