@@ -219,3 +219,30 @@ def _top_k_per_row(starts: Ints, counts: Ints, keys: Ints, k: int) -> Ints:
         top = torch.topk(padded, k, dim=1).indices.numpy()
         kept.append(np.take_along_axis(index, top, axis=1).ravel())
     return np.concatenate(kept)
+
+
+class TextKNN(Baseline):
+    """Content-based: an item's score is the cosine between its text embedding and the mean
+    text embedding of the history. Learns nothing from interactions, so it ranks tracks never
+    heard in training like any other (the cold-start reference)."""
+
+    def __init__(self, text: NDArray[np.float32]) -> None:
+        """`text` [n_items + 1, dim] L2-normalized embeddings, row 0 padding."""
+        self.text = torch.from_numpy(np.asarray(text, dtype=np.float32))
+
+    def fit(self, sequences: Histories, n_items: int) -> Self:
+        if len(self.text) != n_items + 1:
+            raise ValueError(f"text has {len(self.text) - 1} items, the data {n_items}")
+        ragged_to_coo(sequences, n_items)  # checks the items
+        self.n_items = n_items
+        return self
+
+    def full_sort_predict(self, histories: Histories) -> torch.Tensor:
+        self._check_fitted()
+        rows, items = ragged_to_coo(histories, self.n_items)
+        profile = torch.zeros(len(histories), self.text.shape[1]).index_add_(
+            0, torch.from_numpy(rows), self.text[torch.from_numpy(items)]
+        )
+        scores = torch.nn.functional.normalize(profile, dim=1) @ self.text.T
+        scores[:, 0] = -torch.inf
+        return scores

@@ -13,11 +13,13 @@ from typing import Annotated, Any
 
 import typer
 
-from ml_pipeline.baselines import ALS, Baseline, ItemKNN, MostPopular
-from ml_pipeline.evaluation import PROTOCOLS, evaluate_split
+from ml_pipeline.baselines import ALS, Baseline, ItemKNN, MostPopular, TextKNN
+from ml_pipeline.evaluation import PROTOCOLS, evaluate_cold_listeners, evaluate_split
+from ml_pipeline.matrix_factorization import LightGCN
 from ml_pipeline.results import result_document, write_result
 from ml_pipeline.sequences import DataOption, MinItemCountOption, SequenceData
 from ml_pipeline.splits import SPLITS, Split, make_split
+from ml_pipeline.track_texts import item_text_matrix
 
 # name -> (constructor, grid of settings). Small on purpose: a baseline tuned as carefully as
 # the model it is compared with, not a search that overfits the validation users.
@@ -40,18 +42,24 @@ BASELINES: dict[str, tuple[Callable[..., Baseline], list[dict[str, Any]]]] = {
             for a in (1.0, 10.0)
         ],
     ),
+    "lightgcn": (LightGCN, [{"layers": n, "epochs": 40, "lr": 0.005} for n in (1, 3)]),
+    # Needs the tracks' texts (MPD data or the database): given as `text` to the constructor.
+    "text_knn": (TextKNN, [{}]),
 }
+NEEDS_TEXT = {"text_knn"}
 
 
 def evaluate_baseline(
-    name: str, data: SequenceData, split: Split, seed: int = 42
+    name: str, data: SequenceData, split: Split, seed: int = 42, text: Any = None
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]], list[dict[str, Any]]]:
-    """(best settings, test metrics per protocol, validation NDCG@10 of every setting)."""
+    """(best settings, test metrics per protocol, validation NDCG@10 of every setting).
+    `text`: the item text embeddings, for the models that read them."""
     make, grid = BASELINES[name]
     tried: list[dict[str, Any]] = []
     best: tuple[float, dict[str, Any], Baseline] | None = None
     for settings in grid:
-        model = make(**settings).fit(split.train, data.n_items)
+        inputs = {"text": text} if name in NEEDS_TEXT else {}
+        model = make(**settings, **inputs).fit(split.train, data.n_items)
         valid = evaluate_split(
             model.full_sort_predict, model.predict, data, split, "valid", "full_ranking"
         )
@@ -66,6 +74,8 @@ def evaluate_baseline(
         )
         for protocol in PROTOCOLS
     }
+    if split.name == "leave-one-out":
+        metrics |= evaluate_cold_listeners(model.full_sort_predict, data, split)
     return settings, metrics, tried
 
 
@@ -77,7 +87,9 @@ def main(
     data: DataOption = None,
     min_item_count: MinItemCountOption = 1,
     models: Annotated[list[str] | None, typer.Option("--model", help="default: all")] = None,
-    split: Annotated[str, typer.Option(help="leave-one-out or temporal")] = "leave-one-out",
+    split: Annotated[
+        str, typer.Option(help="leave-one-out, temporal or cold-track")
+    ] = "leave-one-out",
     seed: int = 42,
 ) -> None:
     """Tune each baseline on validation, evaluate it on test and write its results file."""
@@ -95,9 +107,12 @@ def main(
             raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
         sequences, dataset = load_dataset(data, min_item_count)
         chosen = make_split(split, sequences)
-    for name in models or list(BASELINES):
+        names = models or [n for n in BASELINES if n not in NEEDS_TEXT or data is None
+                           or data.is_dir() or data.suffix == ".json"]  # fmt: skip
+        text = item_text_matrix(sequences, data) if NEEDS_TEXT & set(names) else None
+    for name in names:
         started = time.perf_counter()
-        settings, metrics, tried = evaluate_baseline(name, sequences, chosen, seed)
+        settings, metrics, tried = evaluate_baseline(name, sequences, chosen, seed, text)
         path = write_result(
             result_document(
                 dataset=dataset,

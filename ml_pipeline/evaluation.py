@@ -270,8 +270,10 @@ def evaluate_sampled(
 _PAPER_NAMES = (("hr", "hit_rate"), ("ndcg", "ndcg"))  # as the paper reports them
 
 
-Protocol: TypeAlias = Literal["full_ranking", "sampled_100"]
-PROTOCOLS: tuple[Protocol, ...] = ("full_ranking", "sampled_100")
+Protocol: TypeAlias = Literal["full_ranking", "sampled_100", "candidates_20"]
+# full_ranking: all items; sampled_100: the SASRec paper's 100 negatives (HR, NDCG@10);
+# candidates_20: LLaRA's protocol, the target among 20 candidates (HitRatio@1).
+PROTOCOLS: tuple[Protocol, ...] = ("full_ranking", "sampled_100", "candidates_20")
 
 
 def evaluate_split(
@@ -289,7 +291,28 @@ def evaluate_split(
     users, histories, targets = split.part(part)
     if protocol == "full_ranking":
         return evaluate_full_ranking(full_fn, histories, targets, data.n_items, exclude_seen=True)
+    user_items = [set(data.sequences[u]) for u in users]
     if protocol == "sampled_100":
-        user_items = [set(data.sequences[u]) for u in users]
         return evaluate_sampled(predict_fn, histories, targets, user_items, data.n_items, seed=seed)
+    if protocol == "candidates_20":
+        return evaluate_sampled(
+            predict_fn, histories, targets, user_items, data.n_items, 19, seed, ks=(1, 5)
+        )
     raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+
+
+def evaluate_cold_listeners(
+    full_fn: ScoreFn,
+    data: SequenceData,
+    split: Split,
+    seeds: Sequence[int] = (1, 3, 5),
+) -> dict[str, dict[str, float]]:
+    """New listeners: each test user's target ranked (full ranking) from only the last n items
+    before it, for every n in `seeds` — a listener who has given the app n seed tracks."""
+    _, histories, targets = split.part("test")
+    return {
+        f"seeds_{n}": evaluate_full_ranking(
+            full_fn, [list(h)[-n:] for h in histories], targets, data.n_items, exclude_seen=True
+        )
+        for n in seeds
+    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import Tensor, nn
@@ -60,6 +60,9 @@ class PointWiseFeedForward(nn.Module):
 
 
 class SASRec(nn.Module):
+    kind = "sasrec"  # what a checkpoint says it holds
+    config_class: type[SASRecConfig] = SASRecConfig
+
     def __init__(self, config: SASRecConfig) -> None:
         super().__init__()
         self.config = config
@@ -93,11 +96,16 @@ class SASRec(nn.Module):
 
     def encode(self, seqs: Tensor) -> Tensor:
         """[B, L] item ids (left-padded with 0) -> [B, L, d] hidden state per position."""
-        length = seqs.size(1)
-        x = self.item_emb(seqs) * self.config.embedding_dim**0.5
+        return self.encode_vectors(self.item_vectors(seqs), seqs != 0)
+
+    def encode_vectors(self, items: Tensor, present: Tensor) -> Tensor:
+        """The same from item vectors [B, L, d] and a [B, L] mask of the non-padding positions:
+        a sequence can hold items outside the item table (a seed track known only by text)."""
+        length = items.size(1)
+        x = items * self.config.embedding_dim**0.5
         x = x + self.pos_emb.weight[:length].unsqueeze(0)
         x = self.emb_dropout(x)
-        keep = (seqs != 0).unsqueeze(-1)
+        keep = present.unsqueeze(-1)
         x = x * keep
         causal: Tensor = self.causal_mask  # type: ignore[assignment]  # a registered buffer
         mask = causal[:length, :length]
@@ -114,17 +122,17 @@ class SASRec(nn.Module):
         per-position negatives for BCE; sampled softmax draws its own shared ones."""
         valid = pos != 0
         h = self.encode(seqs)[valid]  # [N, d]
-        pos_logits = (h * self.item_emb(pos[valid])).sum(-1)
+        pos_logits = (h * self.item_vectors(pos[valid])).sum(-1)
         if self.config.loss == "bce":
-            neg_logits = (h * self.item_emb(neg[valid])).sum(-1)
+            neg_logits = (h * self.item_vectors(neg[valid])).sum(-1)
             loss = nn.functional.binary_cross_entropy_with_logits(
                 pos_logits, torch.ones_like(pos_logits)
             ) + nn.functional.binary_cross_entropy_with_logits(
                 neg_logits, torch.zeros_like(neg_logits)
             )
         else:
-            shared = torch.randint(1, self.config.n_items + 1, (self.config.num_negatives,))
-            neg_logits = h @ self.item_emb(shared).T  # [N, num_negatives]
+            shared = self.negative_items(self.config.num_negatives)
+            neg_logits = h @ self.item_vectors(shared).T  # [N, num_negatives]
             # A negative that is the position's own next item is not a negative.
             neg_logits = neg_logits.masked_fill(pos[valid].unsqueeze(1) == shared, -torch.inf)
             logits = torch.cat([pos_logits.unsqueeze(1), neg_logits], dim=1)
@@ -147,16 +155,33 @@ class SASRec(nn.Module):
             torch.optim.Adam(rest, lr=self.config.lr, betas=betas),
         ]
 
+    # --- item representation: hooks a model with other item vectors overrides (hybrid.py) ----
+
+    def item_vectors(self, items: Tensor) -> Tensor:
+        """[...] item ids -> [..., d] the vectors the model reads and scores them by."""
+        return self.item_emb(items)
+
+    def all_item_vectors(self) -> Tensor:
+        """[n_items + 1, d] every item's vector (row 0 is padding)."""
+        return self.item_emb.weight
+
+    def negative_items(self, count: int) -> Tensor:
+        """Shared negatives for sampled softmax: uniform over the catalog."""
+        return torch.randint(1, self.config.n_items + 1, (count,))
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called before each training epoch (1-based); schedules hook in here."""
+
     def last_hidden(self, seqs: Tensor) -> Tensor:
         return self.encode(seqs)[:, -1, :]
 
     def full_sort_scores(self, seqs: Tensor) -> Tensor:
         """[B, L] -> [B, n_items + 1] scores of every item (column 0 is padding)."""
-        return self.last_hidden(seqs) @ self.item_emb.weight.T
+        return self.last_hidden(seqs) @ self.all_item_vectors().T
 
     def candidate_scores(self, seqs: Tensor, candidates: Tensor) -> Tensor:
         """[B, L], [B, C] -> [B, C]"""
-        return (self.last_hidden(seqs).unsqueeze(1) * self.item_emb(candidates)).sum(-1)
+        return (self.last_hidden(seqs).unsqueeze(1) * self.item_vectors(candidates)).sum(-1)
 
     # --- checkpoints -------------------------------------------------------------------------
 
@@ -165,7 +190,7 @@ class SASRec(nn.Module):
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(
             {
-                "model": "sasrec",
+                "model": self.kind,
                 "config": asdict(self.config),
                 "state_dict": self.state_dict(),
                 "vocabulary": vocabulary,
@@ -175,11 +200,11 @@ class SASRec(nn.Module):
         )
 
     @classmethod
-    def load(cls, path: Path) -> tuple[SASRec, list[str], dict[str, Any]]:
+    def load(cls, path: Path) -> tuple[Self, list[str], dict[str, Any]]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        if checkpoint.get("model") != "sasrec":
-            raise ValueError(f"{path} is not a SASRec checkpoint")
-        model = cls(SASRecConfig(**checkpoint["config"]))
+        if checkpoint.get("model") != cls.kind:
+            raise ValueError(f"{path} is not a {cls.__name__} checkpoint")
+        model = cls(cls.config_class(**checkpoint["config"]))
         model.load_state_dict(checkpoint["state_dict"])
         model.eval()
         return model, checkpoint["vocabulary"], checkpoint

@@ -47,6 +47,9 @@ class TextEncoder:
 
     def __init__(self, path: Path | None = None, batch_size: int = 128, max_length: int = 128):
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # "Loading weights" on every load
 
         self.path = (path or default_model_path()).resolve()
         if not (self.path / "config.json").is_file():

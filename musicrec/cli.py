@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from feature_store.cli import app as features_app
+from ml_pipeline import embed_new_tracks
 from ml_pipeline.ingest.cli import app as ingest_app
 from musicrec.console import cli_errors, console, counts_table
 from musicrec.db import migrate
@@ -36,6 +37,9 @@ def db_downgrade(revision: Annotated[str, typer.Argument()] = "base") -> None:
     with cli_errors():
         migrate.downgrade(make_engine(), revision)
     console.print(f"database at {revision}")
+
+
+app.command("embed-new-tracks")(embed_new_tracks.command)
 
 
 @app.command()
