@@ -30,7 +30,7 @@ from ml_pipeline.sasrec import SASRec, SASRecConfig
 class HybridConfig(SASRecConfig):
     loss: str = "sampled_softmax"
     text_dim: int = 384
-    projector_hidden: int = 256  # 0: a linear projector
+    projector_hidden: int = 0  # 0: a linear projector; N: an MLP with N hidden units
     curriculum_epochs: int = 10  # epochs over which the ID share rises from 0
     id_share_max: float = 0.8
 

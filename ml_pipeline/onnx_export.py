@@ -46,6 +46,7 @@ from torch.nn import functional as F
 from ml_pipeline.results import RESULTS_DIR
 from ml_pipeline.sasrec import SASRec
 from ml_pipeline.sequences import MinItemCountOption, pad_left
+from musicrec.config import get_settings
 from musicrec.errors import UserError
 
 OPSET = 17
@@ -407,5 +408,5 @@ def main(
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(2)
+    torch.set_num_threads(get_settings().torch_threads)
     app()

@@ -38,6 +38,7 @@ from ml_pipeline.sequences import (
 )
 from ml_pipeline.splits import SPLITS, Split, leave_one_out, make_split
 from ml_pipeline.tracking import TrainingRun
+from musicrec.config import get_settings
 
 
 @dataclass
@@ -230,7 +231,7 @@ def main(
     ] = 0.8,
     projector_hidden: Annotated[
         int, typer.Option(help="hybrid: hidden units of the text projector; 0: linear")
-    ] = 256,
+    ] = 0,
     protocol: Annotated[
         str, typer.Option(help="validation protocol: full_ranking or sampled_100")
     ] = "full_ranking",
@@ -343,6 +344,6 @@ def main(
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(2)  # the machines have 2 cores; more threads only contend
+    torch.set_num_threads(get_settings().torch_threads)
     np.seterr(all="ignore")
     app()

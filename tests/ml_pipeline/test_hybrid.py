@@ -5,67 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from ml_pipeline.hybrid import HybridConfig, HybridSASRec, curriculum_share
 from ml_pipeline.sasrec import SASRec
-from ml_pipeline.sequences import SequenceData
-from ml_pipeline.text_encoder import TextEncoder
 from ml_pipeline.train_transformer import train_sasrec
-
-ARTISTS = {
-    "metal": ["Metallica", "Slayer", "Megadeth"],
-    "pop": ["Britney Spears", "Katy Perry", "Lady Gaga"],
-    "jazz": ["Miles Davis", "John Coltrane", "Thelonious Monk"],
-}
-TITLES = {
-    "metal": ["Thunder of Steel", "Blood and Fire", "Master of War", "Raining Blood"],
-    "pop": ["Dance All Night", "Baby Love", "Party Girl", "Kiss Me Tonight"],
-    "jazz": ["Blue Saxophone", "Midnight Swing", "Cool Trumpet Blues", "Bebop Walk"],
-}
-
-
-def styled_catalog(users: int = 300, seed: int = 0) -> tuple[SequenceData, list[str]]:
-    """36 tracks by 9 artists of 3 styles; a listener keeps to one artist (70%) or its style."""
-    rng = np.random.default_rng(seed)
-    tracks = [
-        (style, artist, f"{title} — {artist}")
-        for style, artists in ARTISTS.items()
-        for artist in artists
-        for title in TITLES[style]
-    ]
-    sequences = []
-    for _ in range(users):
-        style, artist, _ = tracks[rng.integers(len(tracks))]
-        own = [i for i, t in enumerate(tracks) if t[1] == artist]
-        mates = [i for i, t in enumerate(tracks) if t[0] == style]
-        sequences.append(
-            [1 + int(rng.choice(own if rng.random() < 0.7 else mates)) for _ in range(10)]
-        )
-    vocabulary = ["<pad>", *[f"t{i}" for i in range(len(tracks))]]
-    users_ = [f"u{u}" for u in range(users)]
-    return SequenceData(sequences, vocabulary, users_), ["", *[t[2] for t in tracks]]
-
-
-@pytest.fixture(scope="module")
-def encoder() -> TextEncoder:
-    return TextEncoder()
-
-
-@pytest.fixture(scope="module")
-def trained(encoder: TextEncoder) -> tuple[HybridSASRec, SequenceData]:
-    data, texts = styled_catalog()
-    text = torch.from_numpy(np.vstack([np.zeros((1, encoder.dim)), encoder.encode(texts[1:])]))
-    config = HybridConfig(
-        n_items=data.n_items, max_seq_len=10, embedding_dim=32, dropout=0.1, lr=0.005,
-        num_negatives=20, curriculum_epochs=4,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = HybridSASRec(config, text, torch.ones(data.n_items + 1, dtype=torch.bool))
-    result = train_sasrec(data, config, epochs=25, eval_every=0, model=model)
-    return result.model, data  # type: ignore[return-value]
+from tests.ml_pipeline.styled_data import encoder, styled_catalog, trained_hybrid
 
 
 def test_curriculum_starts_text_only_and_mixes_ids_in() -> None:
@@ -84,11 +30,9 @@ def test_curriculum_starts_text_only_and_mixes_ids_in() -> None:
     assert model.id_share == pytest.approx(0.4) and model.item_emb.weight.any()
 
 
-def test_a_track_added_after_training_ranks_from_its_text(
-    trained: tuple[HybridSASRec, SequenceData], encoder: TextEncoder
-) -> None:
-    model, data = trained
-    model.add_items(encoder.encode(["Ride the Lightning — Metallica"]))
+def test_a_track_added_after_training_ranks_from_its_text() -> None:
+    model, data = trained_hybrid()
+    model.add_items(encoder().encode(["Ride the Lightning — Metallica"]))
     new = data.n_items + 1
     assert model.config.n_items == new and not model.trained[new]
     assert model.impute_ids() == 1 and model.imputed[new]
@@ -105,10 +49,8 @@ def test_a_track_added_after_training_ranks_from_its_text(
     assert new not in other_top[:8] and set(other_top[:8]) == set(range(17, 25))  # pop first
 
 
-def test_baked_serving_model_scores_as_the_hybrid(
-    trained: tuple[HybridSASRec, SequenceData], tmp_path: Path
-) -> None:
-    model, data = trained
+def test_baked_serving_model_scores_as_the_hybrid(tmp_path: Path) -> None:
+    model, data = trained_hybrid()
     baked = model.to_sasrec()
     assert type(baked) is SASRec
     model.eval()

@@ -1,0 +1,103 @@
+"""Recommendations for a brand-new listener from a few seed tracks named by title and artist
+(the /predict input). A seed is matched to the catalog by its normalized name (the tracks
+table's match key); a seed the catalog does not have is embedded from its text and read by the
+hybrid model as a text-only item. Nothing is retrained or written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sqlalchemy import Engine, select
+
+from ml_pipeline.hybrid import HybridSASRec
+from ml_pipeline.text_encoder import TextEncoder
+from musicrec.db.models import Track
+from musicrec.errors import UserError
+from musicrec.text import track_key, track_text
+
+MAX_SEEDS = 10
+
+
+@dataclass(frozen=True)
+class SeedTrack:
+    name: str
+    artist: str
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    uri: str
+    score: float
+
+
+@dataclass(frozen=True)
+class SeedMatch:
+    seed: SeedTrack
+    uri: str | None  # the catalog track it matched, if any
+    item: int | None  # the model's item for it (None: read from its text)
+
+    @property
+    def in_model(self) -> bool:
+        return self.item is not None
+
+
+class ColdStartRecommender:
+    def __init__(self, checkpoint: Path, engine: Engine, encoder: TextEncoder | None = None):
+        self.model, self.vocabulary, _ = HybridSASRec.load(checkpoint)
+        self.index = {uri: i for i, uri in enumerate(self.vocabulary) if i}
+        self.engine = engine
+        self.encoder = encoder or TextEncoder()
+        if self.encoder.dim != self.model.config.text_dim:
+            raise UserError("the text encoder does not match the model's (dimensions differ)")
+        with torch.no_grad():
+            self.items = self.model.all_item_vectors()  # [n_items + 1, d]
+
+    def match(self, seeds: list[SeedTrack]) -> list[SeedMatch]:
+        keys = [track_key(s.artist, s.name) for s in seeds]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Track.match_key, Track.spotify_uri).where(Track.match_key.in_(set(keys)))
+            ).all()
+        uri_of: dict[str, str] = {}
+        for key, uri in rows:  # one key can name several releases: prefer one the model knows
+            if key not in uri_of or (uri in self.index and uri_of[key] not in self.index):
+                uri_of[key] = uri
+        out = []
+        for seed, key in zip(seeds, keys, strict=True):
+            found = uri_of.get(key)
+            out.append(SeedMatch(seed, found, self.index.get(found) if found else None))
+        return out
+
+    def recommend(self, seeds: list[SeedTrack], k: int = 10) -> list[Recommendation]:
+        """The k best tracks to play after the seeds (in listening order), seeds excluded."""
+        if not 1 <= len(seeds) <= MAX_SEEDS:
+            raise UserError(f"give 1 to {MAX_SEEDS} seed tracks, got {len(seeds)}")
+        if any(not s.name.strip() or not s.artist.strip() for s in seeds):
+            raise UserError("every seed track needs a name and an artist")
+        if not 1 <= k <= self.model.config.n_items:
+            raise UserError(f"k must be in 1..{self.model.config.n_items}")
+        matches = self.match(seeds)
+        unknown = [m.seed for m in matches if not m.in_model]
+        vectors = torch.zeros(len(seeds), self.model.config.embedding_dim)
+        if unknown:
+            text = self.encoder.encode([track_text(s.name, s.artist) for s in unknown])
+            from_text = iter(self.model.text_item_vectors(torch.from_numpy(text)))
+        for row, m in enumerate(matches):
+            vectors[row] = self.items[m.item] if m.item is not None else next(from_text)
+        length = self.model.config.max_seq_len
+        vectors = vectors[-length:]
+        padded = torch.zeros(1, length, vectors.shape[1])
+        padded[0, -len(vectors) :] = vectors
+        present = torch.zeros(1, length, dtype=torch.bool)
+        present[0, -len(vectors) :] = True
+        with torch.no_grad():
+            hidden = self.model.encode_vectors(padded, present)[:, -1]
+            scores = (hidden @ self.items.T)[0].numpy()
+        scores[0] = -np.inf
+        scores[[m.item for m in matches if m.item is not None]] = -np.inf
+        best = np.argpartition(-scores, k - 1)[:k]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return [Recommendation(self.vocabulary[i], float(scores[i])) for i in best]
