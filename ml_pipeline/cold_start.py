@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+import typer
 from sqlalchemy import Engine, select
 
 from ml_pipeline.hybrid import HybridSASRec
@@ -101,3 +103,41 @@ class ColdStartRecommender:
         best = np.argpartition(-scores, k - 1)[:k]
         best = best[np.argsort(-scores[best], kind="stable")]
         return [Recommendation(self.vocabulary[i], float(scores[i])) for i in best]
+
+
+def parse_seed(value: str) -> SeedTrack:
+    """A seed track written 'title | artist' (the command line's form)."""
+    name, sep, artist = value.partition("|")
+    if not sep:
+        raise UserError(f"seed {value!r}: write it as 'title | artist'")
+    return SeedTrack(name.strip(), artist.strip())
+
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    checkpoint: Annotated[Path, typer.Argument(help="the hybrid model's checkpoint")],
+    seeds: Annotated[list[str], typer.Argument(help="'title | artist', oldest first (1-10)")],
+    k: Annotated[int, typer.Option("-k", help="how many")] = 10,
+) -> None:
+    """Recommend for a new listener from seed tracks named by title and artist; print one
+    `uri<TAB>score` per line, and on stderr which seeds were read from their text alone."""
+    from musicrec.console import cli_errors, err_console
+    from musicrec.db.engine import make_engine
+
+    with cli_errors():
+        recommender = ColdStartRecommender(checkpoint, make_engine())
+        parsed = [parse_seed(s) for s in seeds]
+        unmatched = [m.seed for m in recommender.match(parsed) if not m.in_model]
+        best = recommender.recommend(parsed, k)
+    for seed in unmatched:
+        err_console.print(f"not in the catalog, read from its text: {seed.name} | {seed.artist}")
+    for r in best:
+        print(f"{r.uri}\t{r.score:.4f}")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    app()

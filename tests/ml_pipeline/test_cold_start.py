@@ -3,12 +3,14 @@ or read from their text when the catalog lacks them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
+from typer.testing import CliRunner
 
-from ml_pipeline.cold_start import ColdStartRecommender, SeedTrack
+from ml_pipeline.cold_start import ColdStartRecommender, SeedTrack, app
 from musicrec.db.bulk import write_batch
 from musicrec.errors import UserError
 from musicrec.records import CatalogBatch, TrackRecord
@@ -71,3 +73,21 @@ def test_bad_requests_are_user_errors(
 ) -> None:
     with pytest.raises(UserError, match=message):
         recommender.recommend(seeds, k)
+
+
+def test_command_line(
+    recommender: ColdStartRecommender, tmp_path: Path, settings_env: Callable[..., None]
+) -> None:
+    settings_env(database_url=f"sqlite:///{tmp_path / 'test.db'}")
+    checkpoint = str(tmp_path / "hybrid.pt")
+    runner = CliRunner()
+    result = runner.invoke(
+        app, [checkpoint, "Raining Blood | Metallica", "Toxic | Britney", "-k", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("spotify:track:")]
+    assert len(lines) == 3
+    assert "read from its text: Toxic | Britney" in result.output
+    bad = runner.invoke(app, [checkpoint, "Raining Blood by Metallica"])
+    assert bad.exit_code == 1 and "'title | artist'" in bad.output
+    assert "Traceback" not in bad.output
