@@ -25,7 +25,7 @@ RESULT = {
 
 BLOCKS = "".join(
     f"<!-- generated:{name} -->\n<!-- end:{name} -->\n"
-    for name in ("models", "onnx-parity", "inference", "training-speed")
+    for name in ("models", "cold-start", "onnx-parity", "inference", "training-speed")
 )
 
 
@@ -43,7 +43,7 @@ def test_tables_come_from_the_result_files(tmp_path: Path, results: Path) -> Non
     )
     main(doc, results)
     text = doc.read_text()
-    assert "old" not in text and text.startswith("intro\n") and text.endswith("outro\n")
+    assert "\nold\n" not in text and text.startswith("intro\n") and text.endswith("outro\n")
     assert (
         "| Video | sasrec | 0.7500 | 0.5000 | 0.1000 | 0.0100 | 0.0500 | 0.0600 | 0.2000 |" in text
     )
@@ -97,4 +97,51 @@ def test_benchmarks_not_run_yet_say_so(tmp_path: Path, results: Path) -> None:
     doc = tmp_path / "results.md"
     doc.write_text("<!-- generated:sequential -->\n<!-- end:sequential -->\n" + BLOCKS)
     main(doc, results)
-    assert doc.read_text().count("(not measured yet)") == 2  # inference, training speed
+    # cold start, inference, training speed
+    assert doc.read_text().count("(not measured yet)") == 3
+
+
+def _doc(model: str, split: str, **metrics: dict[str, float]) -> dict[str, object]:
+    return {"dataset": "mpd", "model": model, "split": split, "commit": "abc1234",
+            "config": {"epochs": 150}, "metrics": metrics}  # fmt: skip
+
+
+def test_cold_start_tables(tmp_path: Path) -> None:
+    full = RESULT["metrics"]["full_ranking"]
+    seeds = {f"seeds_{n}": {"recall@10": 0.01 * n, "ndcg@10": 0.005 * n} for n in (1, 3, 5)}
+    documents = {
+        "hybrid_mpd_cold-track": _doc(
+            "hybrid", "cold-track", full_ranking={**full, "recall@10": 0.06}
+        ),
+        "text_knn_mpd_cold-track": _doc(
+            "text_knn", "cold-track", full_ranking={**full, "ndcg@10": 0.02}
+        ),
+        "hybrid_mpd": _doc(
+            "hybrid",
+            "leave-one-out",
+            full_ranking={**full, "recall@10": 0.1, "ndcg@10": 0.0588},
+            candidates_20={"hr@1": 0.4, "users": 3},
+            **seeds,
+        ),
+        "sasrec_mpd": _doc("sasrec", "leave-one-out", full_ranking={**full, "ndcg@10": 0.06}),
+    }
+    results = tmp_path / "results"
+    results.mkdir()
+    for name, document in documents.items():
+        (results / f"{name}.json").write_text(json.dumps(document))
+    doc = tmp_path / "results.md"
+    doc.write_text("<!-- generated:sequential -->\n<!-- end:sequential -->\n" + BLOCKS)
+    main(doc, results)
+    block = doc.read_text().split("<!-- generated:cold-start -->")[1].split("<!-- end:")[0]
+    rows = [
+        line
+        for line in block.splitlines()
+        if line.startswith("| text_knn") or line.startswith("| hybrid")
+    ]
+    assert rows[:2] == [
+        "| text_knn | 0.1000 | 0.0200 | — | 150 | abc1234 |",
+        "| hybrid | 0.0600 | 0.0600 | — | 150 | abc1234 |",
+    ]  # weakest first, by NDCG@10
+    assert "0.0600 / 0.1000 = **0.60×** (goal ≥ 0.5×)" in block
+    assert "hybrid NDCG@10 0.0588 vs SASRec 0.0600: **-2.0%**" in block
+    assert "| hybrid | 0.0100 | 0.0050 | 0.0300 | 0.0150 | 0.0500 | 0.0250 | 0.4000 |" in block
