@@ -69,7 +69,7 @@ reproduce-mpd: $(STAMP)
 # LLaRA's 20 candidates). About 90 minutes on 2 idle cores; not part of CI.
 reproduce-cold-start: $(STAMP)
 	$(BIN)/python -m ml_pipeline.evaluate_baselines $(MPD_DATA) --split cold-track \
-		--model most_popular --model item_knn --model lightgcn --model text_knn
+		--model most_popular --model item_knn --model lightgcn --model text_knn --model lightgcn_text
 	$(MPD_TRAIN) --split cold-track --output var/models/sasrec_cold$(MPD_SUFFIX).pt
 	$(MPD_TRAIN) --model hybrid --split cold-track --output var/models/hybrid_cold$(MPD_SUFFIX).pt
 	$(MPD_TRAIN) --model hybrid --output var/models/hybrid_mpd_reduced$(MPD_SUFFIX).pt

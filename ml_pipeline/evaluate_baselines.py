@@ -15,7 +15,7 @@ import typer
 
 from ml_pipeline.baselines import ALS, Baseline, ItemKNN, MostPopular, TextKNN
 from ml_pipeline.evaluation import PROTOCOLS, evaluate_cold_listeners, evaluate_split
-from ml_pipeline.matrix_factorization import LightGCN
+from ml_pipeline.matrix_factorization import LightGCN, TextAlignedLightGCN
 from ml_pipeline.results import result_document, write_result
 from ml_pipeline.sequences import DataOption, MinItemCountOption, SequenceData
 from ml_pipeline.splits import SPLITS, Split, make_split
@@ -43,10 +43,11 @@ BASELINES: dict[str, tuple[Callable[..., Baseline], list[dict[str, Any]]]] = {
         ],
     ),
     "lightgcn": (LightGCN, [{"layers": n, "epochs": 40, "lr": 0.005} for n in (1, 3)]),
-    # Needs the tracks' texts (MPD data or the database): given as `text` to the constructor.
+    # Need the tracks' texts (MPD data or the database): given as `text` to the constructor.
     "text_knn": (TextKNN, [{}]),
+    "lightgcn_text": (TextAlignedLightGCN, [{"layers": 3, "epochs": 40, "lr": 0.005}]),
 }
-NEEDS_TEXT = {"text_knn"}
+NEEDS_TEXT = {"text_knn", "lightgcn_text"}
 
 
 def evaluate_baseline(

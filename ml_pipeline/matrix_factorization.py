@@ -12,7 +12,7 @@ any listener can be scored without retraining.
 from __future__ import annotations
 
 import warnings
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -124,3 +124,36 @@ class LightGCN(Baseline):
         scores = self.history_vectors(histories) @ self.item_embeddings.T
         scores[:, 0] = -torch.inf
         return scores
+
+
+def ridge_projection(
+    text: NDArray[np.float32], targets: NDArray[np.float32], l2: float = 1.0
+) -> NDArray[np.float32]:
+    """The linear map W [text_dim, dim] minimizing |text W - targets|² + l2 |W|² (closed form):
+    text embeddings into the collaborative space, fitted on tracks that have both."""
+    gram = text.T @ text + l2 * np.eye(text.shape[1], dtype=text.dtype)
+    return np.linalg.solve(gram, text.T @ targets).astype(np.float32)
+
+
+class TextAlignedLightGCN(LightGCN):
+    """LightGCN whose items without training data get their embedding from their text, through
+    a projection fitted to the trained items' LightGCN embeddings: collaborative filtering that
+    can rank a track nobody has played yet (a cold-start baseline for the hybrid)."""
+
+    def __init__(self, text: NDArray[np.float32], ridge: float = 1.0, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.text = np.asarray(text, dtype=np.float32)
+        self.ridge = ridge
+
+    def fit(self, sequences: Histories, n_items: int) -> Self:
+        super().fit(sequences, n_items)
+        _, items = ragged_to_coo(sequences, n_items)
+        trained = np.zeros(n_items + 1, dtype=bool)
+        trained[items] = True
+        embeddings = self.item_embeddings.numpy()
+        projection = ridge_projection(self.text[trained], embeddings[trained], self.ridge)
+        cold = ~trained
+        cold[0] = False
+        embeddings[cold] = self.text[cold] @ projection
+        self.item_embeddings = torch.from_numpy(embeddings)
+        return self

@@ -44,7 +44,7 @@ def sequential_models_table(documents: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-BASELINES = ("most_popular", "item_knn", "als", "lightgcn", "text_knn")
+BASELINES = ("most_popular", "item_knn", "als", "lightgcn", "text_knn", "lightgcn_text")
 
 
 def _cell(metrics: dict[str, float] | None, name: str) -> str:
