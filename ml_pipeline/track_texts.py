@@ -12,6 +12,7 @@ from sqlalchemy import Engine, select
 
 from ml_pipeline.sequences import SequenceData
 from ml_pipeline.text_encoder import TextEncoder, embed_texts
+from musicrec.config import Settings, get_settings
 from musicrec.db.models import Artist, Track
 from musicrec.errors import UserError
 from musicrec.text import track_text
@@ -75,13 +76,14 @@ def text_matrix(
     return np.vstack([np.zeros((1, encoder.dim), np.float32), vectors])
 
 
-def item_text_matrix(data: SequenceData, source: Path | None) -> NDArray[np.float32]:
+def item_text_matrix(
+    data: SequenceData, source: Path | None, settings: Settings | None = None
+) -> NDArray[np.float32]:
     """The text embeddings of a loaded dataset's items (rows in item order, row 0 zeros), with
-    the encoder and cache the settings name."""
-    from musicrec.config import get_settings
+    the encoder and cache the settings name; without `source`, texts from their database."""
     from musicrec.db.engine import make_engine
 
-    settings = get_settings()
+    settings = settings or get_settings()
     texts = load_track_texts(source, None if source else make_engine(settings=settings))
     encoder = TextEncoder(settings.text_encoder_path)
     assert settings.embedding_cache_dir is not None  # the settings derive it

@@ -38,7 +38,7 @@ from ml_pipeline.sequences import (
 )
 from ml_pipeline.splits import SPLITS, Split, leave_one_out, make_split
 from ml_pipeline.tracking import TrainingRun
-from musicrec.config import get_settings
+from musicrec.config import Settings, get_settings
 
 
 @dataclass
@@ -166,14 +166,19 @@ MODELS: dict[str, type[SASRecConfig]] = {"sasrec": SASRecConfig, "hybrid": Hybri
 
 
 def build_model(
-    config: SASRecConfig, data: SequenceData, split: Split, source: Path | None
+    config: SASRecConfig,
+    data: SequenceData,
+    split: Split,
+    source: Path | None,
+    settings: Settings | None = None,
 ) -> SASRec:
-    """The untrained model of `config`; the hybrid reads and embeds its tracks' texts."""
+    """The untrained model of `config`; the hybrid reads and embeds its tracks' texts (from
+    `source`, or the database of the settings)."""
     if not isinstance(config, HybridConfig):
         return SASRec(config)
     from ml_pipeline.track_texts import item_text_matrix
 
-    text = item_text_matrix(data, source)
+    text = item_text_matrix(data, source, settings)
     trained = np.zeros(data.n_items + 1, dtype=bool)
     for items in split.train:
         trained[items] = True

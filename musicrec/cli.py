@@ -58,12 +58,13 @@ def demo(
     synthetic: Annotated[
         bool, typer.Option("--synthetic", help="Use generated data even when real data is there.")
     ] = False,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs of the model.")] = 10,
 ) -> None:
     """Run the main job end to end on the embedded default."""
     from ml_pipeline.pipeline import DemoOptions, run_demo
 
     with cli_errors():
-        run_demo(DemoOptions(limit=limit, synthetic=synthetic))
+        run_demo(DemoOptions(limit=limit, synthetic=synthetic, epochs=epochs))
 
 
 if __name__ == "__main__":

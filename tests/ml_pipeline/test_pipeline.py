@@ -7,7 +7,9 @@ from musicrec.config import Settings
 
 
 def test_step_order_is_the_documented_pipeline() -> None:
-    assert [s.name for s in STEPS][:4] == ["migrate", "ingest", "summary", "features"]
+    assert [s.name for s in STEPS][:6] == [
+        "migrate", "ingest", "summary", "features", "train", "recommend"
+    ]  # fmt: skip
 
 
 def test_demo_without_real_data_uses_the_generator(tmp_path: Path) -> None:
@@ -20,13 +22,19 @@ def test_demo_without_real_data_uses_the_generator(tmp_path: Path) -> None:
     assert counts["events_skip"] > 0 and counts["tracks_with_audio_features"] == 3000
     features = ctx.results["user_features"]
     assert features["user_listening_stats__plays"] + features["user_listening_stats__skips"] > 0
+    # Trained on the generated history, the model beats popularity on each listener's last play.
+    ndcg = ctx.results["test_ndcg@10"]
+    assert ndcg["hybrid"] > 1.3 * ndcg["most_popular"]
+    assert (tmp_path / "var" / "models" / "hybrid.serving.int8.onnx").exists()
+    recommended = ctx.results["recommendations"]
+    assert len(recommended["listener"]) == len(set(recommended["new_listener"])) == 5
     # Running it again is safe and adds nothing.
-    assert run_demo(DemoOptions(), settings).results["counts"] == counts
+    assert run_demo(DemoOptions(epochs=1), settings).results["counts"] == counts
 
 
 def test_demo_with_real_data_joins_features(tmp_path: Path, shared_data: Path) -> None:
     settings = Settings(var_dir=tmp_path / "var", shared_data_dir=shared_data)
-    ctx = run_demo(DemoOptions(limit=60), settings)
+    ctx = run_demo(DemoOptions(limit=60, epochs=2), settings)
     counts = ctx.results["counts"]
     assert ctx.results["dataset"] == "mpd"
     assert counts["playlists"] == 60 and counts["listening_events"] == counts["playlist_tracks"]
