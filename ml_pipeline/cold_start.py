@@ -15,6 +15,7 @@ import typer
 from sqlalchemy import Engine, select
 
 from ml_pipeline.hybrid import HybridSASRec
+from ml_pipeline.onnx_export import top_items
 from ml_pipeline.text_encoder import TextEncoder
 from musicrec.db.models import Track
 from musicrec.errors import UserError
@@ -100,8 +101,7 @@ class ColdStartRecommender:
             scores = (hidden @ self.items.T)[0].numpy()
         scores[0] = -np.inf
         scores[[m.item for m in matches if m.item is not None]] = -np.inf
-        best = np.argpartition(-scores, k - 1)[:k]
-        best = best[np.argsort(-scores[best], kind="stable")]
+        best = top_items(scores[None, :], k)[0]
         return [Recommendation(self.vocabulary[i], float(scores[i])) for i in best]
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import typer
 
-from ml_pipeline.onnx_export import OnnxScorer, load_checkpoint
+from ml_pipeline.onnx_export import OnnxScorer, load_checkpoint, top_items
 from ml_pipeline.sequences import pad_left
 from musicrec.errors import UserError
 
@@ -55,8 +55,7 @@ class SequentialRecommender:
         scores[0] = -np.inf
         if exclude_heard:
             scores[items] = -np.inf
-        best = np.argpartition(-scores, k - 1)[:k]
-        best = best[np.argsort(-scores[best], kind="stable")]
+        best = top_items(scores[None, :], k)[0]
         return [(self.vocabulary[i], float(scores[i])) for i in best if np.isfinite(scores[i])]
 
 
