@@ -122,8 +122,9 @@ def main(
     seeds: Annotated[list[str], typer.Argument(help="'title | artist', oldest first (1-10)")],
     k: Annotated[int, typer.Option("-k", help="how many")] = 10,
 ) -> None:
-    """Recommend for a new listener from seed tracks named by title and artist; print one
-    `uri<TAB>score` per line, and on stderr which seeds were read from their text alone."""
+    """Recommend for a new listener from seed tracks named by title and artist: one
+    `uri<TAB>score<TAB>title — artist` line each; on stderr, the seeds read from text alone."""
+    from ml_pipeline.track_texts import track_names
     from musicrec.console import cli_errors, err_console
     from musicrec.db.engine import make_engine
 
@@ -134,8 +135,10 @@ def main(
         best = recommender.recommend(parsed, k)
     for seed in unmatched:
         err_console.print(f"not in the catalog, read from its text: {seed.name} | {seed.artist}")
+    names = track_names(recommender.engine, [r.uri for r in best])
     for r in best:
-        print(f"{r.uri}\t{r.score:.4f}")
+        name, artist = names.get(r.uri, ("?", "?"))
+        print(f"{r.uri}\t{r.score:.4f}\t{name} — {artist}")
 
 
 if __name__ == "__main__":

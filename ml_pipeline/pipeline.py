@@ -164,19 +164,11 @@ def _recommend(ctx: PipelineContext) -> None:
 
     from ml_pipeline.cold_start import ColdStartRecommender, SeedTrack
     from ml_pipeline.recommend import SequentialRecommender
-    from musicrec.db.models import Artist, ListeningEvent, Track, User
-
-    def names(uris: list[str]) -> dict[str, tuple[str, str]]:
-        with ctx.engine.connect() as conn:
-            rows = conn.execute(
-                select(Track.spotify_uri, Track.name, Artist.name)
-                .join(Artist, Artist.id == Track.artist_id)
-                .where(Track.spotify_uri.in_(uris))
-            ).all()
-        return {uri: (name, artist) for uri, name, artist in rows}
+    from ml_pipeline.track_texts import track_names
+    from musicrec.db.models import ListeningEvent, Track, User
 
     def show(title: str, uris: list[str]) -> None:
-        known = names(uris)
+        known = track_names(ctx.engine, uris)
         console.print(title)
         for rank, uri in enumerate(uris, 1):
             name, artist = known[uri]
@@ -198,10 +190,11 @@ def _recommend(ctx: PipelineContext) -> None:
     best = [uri for uri, _ in serving.recommend(history, k=5)]
     show(f"next for listener [bold]{user}[/] ({len(history)} plays; {serving.backend}):", best)
 
-    # A new listener who names two tracks they like and one the catalog has never seen.
-    first = names(history[:2])
-    seeds = [SeedTrack(*first[uri]) for uri in history[:2]]
-    seeds.append(SeedTrack("A Song Released Today", seeds[0].artist))
+    # A new listener who names the two tracks this one played last, and one the catalog has
+    # never seen by the same artist.
+    last = track_names(ctx.engine, history[-2:])
+    seeds = [SeedTrack(*last[uri]) for uri in history[-2:]]
+    seeds.append(SeedTrack("A Song Released Today", seeds[-1].artist))
     cold = ColdStartRecommender(model, ctx.engine)
     picks = [r.uri for r in cold.recommend(seeds, k=5)]
     ctx.results["recommendations"] = {"listener": best, "new_listener": picks}

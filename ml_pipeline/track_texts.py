@@ -47,6 +47,16 @@ def texts_from_database(engine: Engine, uris: list[str] | None = None) -> dict[s
     return texts
 
 
+def track_names(engine: Engine, uris: list[str]) -> dict[str, tuple[str, str]]:
+    """Track URI -> (title, artist) for the catalog's tracks among `uris`."""
+    query = select(Track.spotify_uri, Track.name, Artist.name).join(
+        Artist, Artist.id == Track.artist_id
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query.where(Track.spotify_uri.in_(uris))).all()
+    return {uri: (name, artist) for uri, name, artist in rows}
+
+
 def load_track_texts(source: Path | None, engine: Engine | None = None) -> dict[str, str]:
     """Texts for the data a command names: an MPD folder or slice, or the database."""
     if source is None:
