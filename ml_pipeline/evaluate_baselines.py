@@ -16,7 +16,7 @@ import typer
 from ml_pipeline.baselines import ALS, Baseline, ItemKNN, MostPopular, TextKNN
 from ml_pipeline.evaluation import PROTOCOLS, evaluate_cold_listeners, evaluate_split
 from ml_pipeline.matrix_factorization import LightGCN, TextAlignedLightGCN
-from ml_pipeline.results import result_document, write_result
+from ml_pipeline.results import git_commit, result_document, write_result
 from ml_pipeline.sequences import DataOption, MinItemCountOption, SequenceData
 from ml_pipeline.splits import SPLITS, Split, make_split
 from ml_pipeline.track_texts import item_text_matrix
@@ -111,6 +111,7 @@ def main(
         names = models or [n for n in BASELINES if n not in NEEDS_TEXT or data is None
                            or data.is_dir() or data.suffix == ".json"]  # fmt: skip
         text = item_text_matrix(sequences, data) if NEEDS_TEXT & set(names) else None
+    commit = git_commit()
     for name in names:
         started = time.perf_counter()
         settings, metrics, tried = evaluate_baseline(name, sequences, chosen, seed, text)
@@ -122,6 +123,7 @@ def main(
                 metrics=metrics,
                 config=settings | {"seed": seed},
                 seconds=time.perf_counter() - started,
+                commit=commit,
                 tuning=tried,
             )
         )

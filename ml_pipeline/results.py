@@ -35,9 +35,11 @@ def result_document(
     metrics: dict[str, dict[str, float]],
     config: dict[str, Any],
     seconds: float,
+    commit: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """The fields every result file has; `metrics` maps a protocol to its metrics."""
+    """The fields every result file has; `metrics` maps a protocol to its metrics. `commit`:
+    the code the run started from (git_commit() then); by default the one checked out now."""
     return {
         "dataset": dataset,
         "split": split,
@@ -46,7 +48,7 @@ def result_document(
         "config": config,
         "seconds": round(seconds, 1),
         **extra,
-        "commit": git_commit(),
+        "commit": commit or git_commit(),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 

@@ -27,7 +27,7 @@ import typer
 
 from ml_pipeline.evaluation import PROTOCOLS, Protocol, evaluate_cold_listeners, evaluate_split
 from ml_pipeline.hybrid import HybridConfig, HybridSASRec
-from ml_pipeline.results import result_document, write_result
+from ml_pipeline.results import git_commit, result_document, write_result
 from ml_pipeline.sasrec import SASRec, SASRecConfig
 from ml_pipeline.sequences import (
     DataOption,
@@ -261,7 +261,7 @@ def main(
     from musicrec.console import cli_errors, console
     from musicrec.errors import UserError
 
-    started = time.perf_counter()
+    started, commit = time.perf_counter(), git_commit()
     with cli_errors():
         if split not in SPLITS:
             raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -333,6 +333,7 @@ def main(
             metrics=metrics,
             config=params,
             seconds=time.perf_counter() - started,
+            commit=commit,
             seconds_per_epoch=round(result.seconds_per_epoch, 3),
             epochs=result.epochs,
             checkpoint=str(output),

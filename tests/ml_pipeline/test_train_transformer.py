@@ -18,6 +18,7 @@ from musicrec.config import get_settings
 from tests.ml_pipeline.chain_data import chain_data
 
 runner = CliRunner()
+SEEDS = ("seeds_1", "seeds_3", "seeds_5")  # new listeners: the last 1, 3, 5 tracks only
 
 
 def _interaction_file(path: Path) -> Path:
@@ -40,7 +41,9 @@ def test_train_evaluate_track_and_register(
 
     document = json.loads(results.read_text())
     assert document["dataset"] == "chain" and document["split"] == "leave-one-out"
-    assert set(document["metrics"]) == {"full_ranking"}  # 60 items: too few to sample 100
+    # 60 items: too few to sample 100 negatives, enough for LLaRA's 20 candidates.
+    assert set(document["metrics"]) == {"full_ranking", "candidates_20", *SEEDS}
+    assert document["metrics"]["seeds_1"]["users"] == 120
     assert document["metrics"]["full_ranking"]["users"] == 120
     assert [row["epoch"] for row in document["epochs"]] == [1, 2, 3, 4]
     assert "valid_ndcg@10" in document["epochs"][1] and document["commit"]
@@ -94,3 +97,47 @@ def test_mpd_playlists_become_timed_sequences(shared_data: Path) -> None:
         assert times == sorted(times) and len(times) == len(items)
     assert data.vocabulary[1].startswith("spotify:track:")
     assert load_sequences(shared_data / "mpd").sequences == data.sequences  # a folder too
+
+
+def test_hybrid_from_the_database_with_a_serving_model(
+    tmp_path: Path, settings_env: Callable[..., None]
+) -> None:
+    """--model hybrid reads the tracks' texts from the database it trains from, and writes
+    the serving model (item vectors baked into a plain SASRec) with its graphs."""
+    from datetime import UTC, datetime
+
+    from ml_pipeline.hybrid import HybridSASRec
+    from ml_pipeline.synthetic import SyntheticConfig, generate
+    from musicrec.db.bulk import write_batch
+    from musicrec.db.engine import make_engine
+    from musicrec.db.migrate import upgrade
+
+    settings_env()
+    engine = make_engine()
+    upgrade(engine)
+    config = SyntheticConfig(n_users=60, n_artists=40, n_tracks=300)
+    write_batch(engine, generate(config, datetime(2026, 1, 1, tzinfo=UTC)))
+    model, results = tmp_path / "hybrid.pt", tmp_path / "hybrid.json"
+    args = ["--model", "hybrid", "--epochs", "2", "--eval-every", "1", "--embedding-dim", "16"]
+    args += [
+        "--num-negatives",
+        "50",
+        "--no-track",
+        "--output",
+        str(model),
+        "--results",
+        str(results),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    document = json.loads(results.read_text())
+    assert document["model"] == "hybrid" and document["dataset"] == "database"
+    assert (
+        document["config"]["curriculum_epochs"] == 10
+        and document["config"]["loss"] == "sampled_softmax"
+    )
+    hybrid, vocabulary, _ = HybridSASRec.load(model)
+    assert hybrid.config.text_dim == 384 and vocabulary[1].startswith("spotify:track:")
+    serving, baked_vocabulary, _ = SASRec.load(tmp_path / "hybrid.serving.pt")
+    assert baked_vocabulary == vocabulary
+    assert document["onnx"][-1] == str(tmp_path / "hybrid.serving.int8.onnx")
