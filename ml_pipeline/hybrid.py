@@ -15,6 +15,8 @@ so serving, ONNX export and the recommender are the SASRec ones.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Self
 
@@ -174,6 +176,24 @@ class HybridSASRec(SASRec):
         self.item_emb.weight[cold] = self.lent_ids(self.text[cold], neighbours, temperature)
         self.imputed[cold] = True
         return len(cold)
+
+    @contextmanager
+    def as_served(self) -> Iterator[None]:
+        """Lend IDs to the untrained tracks for the duration (a validation run in the middle
+        of training), then take them back: training never sees them."""
+        lent = ~self.trained & ~self.imputed
+        lent[0] = False
+        if not lent.any():
+            yield
+            return
+        with torch.no_grad():
+            self.impute_ids()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                self.item_emb.weight[lent] = 0.0
+            self.imputed[lent] = False
 
     @torch.no_grad()
     def text_item_vectors(self, text: Tensor) -> Tensor:

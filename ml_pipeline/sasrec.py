@@ -8,6 +8,8 @@ point-wise feed-forward, a last LayerNorm). Items are 1..n_items; 0 pads.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -171,6 +173,11 @@ class SASRec(nn.Module):
 
     def start_epoch(self, epoch: int) -> None:
         """Called before each training epoch (1-based); schedules hook in here."""
+
+    @contextmanager
+    def as_served(self) -> Iterator[None]:
+        """Within: the items as serving has them (the hybrid lends untrained ones IDs)."""
+        yield
 
     def last_hidden(self, seqs: Tensor) -> Tensor:
         return self.encode(seqs)[:, -1, :]

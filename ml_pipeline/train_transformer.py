@@ -135,9 +135,11 @@ def evaluate(
     protocol: Protocol,
     seed: int = 42,
 ) -> dict[str, float]:
-    """The model's metrics on the validation or test pairs by one protocol, in eval mode."""
+    """The model's metrics on the validation or test pairs by one protocol, in eval mode,
+    with its items as serving will have them (the hybrid's untrained tracks lent IDs)."""
     model.eval()
-    return evaluate_split(*scorers(model), data, split, part, protocol, seed)
+    with model.as_served():
+        return evaluate_split(*scorers(model), data, split, part, protocol, seed)
 
 
 def test_metrics(result: TrainResult, seed: int = 42) -> dict[str, dict[str, float]]:

@@ -77,3 +77,19 @@ def test_items_without_training_data_are_text_only_and_never_negatives() -> None
     assert set(model.negative_items(200).tolist()) == {1, 2}
     with pytest.raises(ValueError, match="sampled_softmax"):
         HybridConfig(n_items=3, loss="bce")
+
+
+def test_validation_sees_untrained_tracks_as_served_and_training_never_does() -> None:
+    trained = torch.tensor([False, True, True, False])
+    config = HybridConfig(n_items=3, max_seq_len=4, embedding_dim=8, text_dim=6)
+    model = HybridSASRec(config, torch.randn(4, 6), trained)
+    torch.nn.init.normal_(model.item_emb.weight)
+    with torch.no_grad():
+        model.item_emb.weight[3] = 0.0
+    with model.as_served():
+        assert model.imputed[3] and model.item_emb.weight[3].abs().sum() > 0
+        assert torch.equal(model.item_emb.weight[3], model.item_emb.weight[1:3][
+            torch.argmax(torch.nn.functional.normalize(model.text[1:3], dim=1)
+                         @ torch.nn.functional.normalize(model.text[3], dim=0))
+        ])  # the nearest trained track's ID  # fmt: skip
+    assert not model.imputed[3] and not model.item_emb.weight[3].any()
