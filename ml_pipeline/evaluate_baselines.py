@@ -17,7 +17,7 @@ from ml_pipeline.baselines import ALS, Baseline, ItemKNN, MostPopular, TextKNN
 from ml_pipeline.evaluation import PROTOCOLS, evaluate_cold_listeners, evaluate_split
 from ml_pipeline.matrix_factorization import LightGCN, TextAlignedLightGCN
 from ml_pipeline.results import git_commit, result_document, write_result
-from ml_pipeline.sequences import DataOption, MinItemCountOption, SequenceData
+from ml_pipeline.sequences import DataOption, MinItemCountOption, SequenceData, is_mpd_source
 from ml_pipeline.splits import SPLITS, Split, make_split
 from ml_pipeline.track_texts import item_text_matrix
 
@@ -108,8 +108,8 @@ def main(
             raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
         sequences, dataset = load_dataset(data, min_item_count)
         chosen = make_split(split, sequences)
-        names = models or [n for n in BASELINES if n not in NEEDS_TEXT or data is None
-                           or data.is_dir() or data.suffix == ".json"]  # fmt: skip
+        has_texts = data is None or is_mpd_source(data)  # a `user item` file has none
+        names = models or [n for n in BASELINES if n not in NEEDS_TEXT or has_texts]
         text = item_text_matrix(sequences, data) if NEEDS_TEXT & set(names) else None
     commit = git_commit()
     for name in names:

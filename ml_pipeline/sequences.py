@@ -108,6 +108,11 @@ MinItemCountOption = Annotated[
 ]
 
 
+def is_mpd_source(source: Path) -> bool:
+    """MPD data (a folder or a slice file), as opposed to a `user item` file."""
+    return source.is_dir() or source.suffix == ".json"
+
+
 def load_sequences(source: Path | None, engine: Engine | None = None) -> SequenceData:
     """The training data a command names: an MPD folder or slice (*.json), a `user item` file,
     or, without a path, the database."""
@@ -115,7 +120,7 @@ def load_sequences(source: Path | None, engine: Engine | None = None) -> Sequenc
         if engine is None:
             raise ValueError("no source: give a path or an engine")
         return load_from_database(engine)
-    if source.is_dir() or source.suffix == ".json":
+    if is_mpd_source(source):
         return load_mpd([source])
     return load_interaction_file(source)
 

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Engine, select
 
-from ml_pipeline.sequences import SequenceData
+from ml_pipeline.sequences import SequenceData, is_mpd_source
 from ml_pipeline.text_encoder import TextEncoder, embed_texts
 from musicrec.config import Settings, get_settings
 from musicrec.db.models import Artist, Track
@@ -32,19 +32,16 @@ def texts_from_mpd(paths: list[Path]) -> dict[str, str]:
     return texts
 
 
-def texts_from_database(engine: Engine, uris: list[str] | None = None) -> dict[str, str]:
-    """Track URI -> text for the catalog's tracks (all, or those in `uris`)."""
+def texts_from_database(engine: Engine) -> dict[str, str]:
+    """Track URI -> text for every track of the catalog."""
     query = select(Track.spotify_uri, Track.name, Artist.name, Track.album_name, Track.lyrics).join(
         Artist, Artist.id == Track.artist_id
     )
-    texts: dict[str, str] = {}
     with engine.connect() as conn:
-        chunks = [None] if uris is None else [uris[i : i + 5000] for i in range(0, len(uris), 5000)]
-        for chunk in chunks:
-            q = query if chunk is None else query.where(Track.spotify_uri.in_(chunk))
-            for uri, name, artist, album, lyrics in conn.execute(q):
-                texts[uri] = track_text(name, artist, album, lyrics)
-    return texts
+        return {
+            uri: track_text(name, artist, album, lyrics)
+            for uri, name, artist, album, lyrics in conn.execute(query)
+        }
 
 
 def track_names(engine: Engine, uris: list[str]) -> dict[str, tuple[str, str]]:
@@ -63,7 +60,7 @@ def load_track_texts(source: Path | None, engine: Engine | None = None) -> dict[
         if engine is None:
             raise ValueError("no source: give a path or an engine")
         return texts_from_database(engine)
-    if source.is_dir() or source.suffix == ".json":
+    if is_mpd_source(source):
         return texts_from_mpd([source])
     raise UserError(
         f"{source}: a `user item` file has no track names; text-based models need MPD data "
