@@ -300,7 +300,8 @@ def main(
         torch.manual_seed(seed)
         built = build_model(config, sequences, chosen, data)
     console.print(f"{dataset}: {len(sequences.sequences):,} users, {sequences.n_items:,} items")
-    params = asdict(config) | {"epochs": epochs, "batch_size": batch_size, "seed": seed}
+    # The built model's config: the hybrid's text_dim is the encoder's, known once it is loaded.
+    params = asdict(built.config) | {"epochs": epochs, "batch_size": batch_size, "seed": seed}
     params |= {"dataset": dataset, "split": split, "patience": patience}
     with TrainingRun(f"{model}-{dataset}", params) if track else nullcontext() as run:
 
