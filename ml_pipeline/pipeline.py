@@ -151,7 +151,7 @@ def _train(ctx: PipelineContext) -> None:
     path = ctx.settings.var_dir / "models" / "hybrid.pt"
     model.save(path, data.vocabulary, {"dataset": "database"})
     written = export_serving(model, path, data.vocabulary)
-    ctx.results |= {"model": path, "test_ndcg@10": ndcg}
+    ctx.results |= {"model": path, "test_ndcg@10": ndcg, "listening": data}
     console.print(
         f"{epochs} epochs; each listener's last track ranked among all: NDCG@10 "
         f"{ndcg['hybrid']:.3f} (most popular: {ndcg['most_popular']:.3f})"
@@ -160,12 +160,9 @@ def _train(ctx: PipelineContext) -> None:
 
 
 def _recommend(ctx: PipelineContext) -> None:
-    from sqlalchemy import select
-
     from ml_pipeline.cold_start import ColdStartRecommender, SeedTrack
     from ml_pipeline.recommend import SequentialRecommender
     from ml_pipeline.track_texts import track_names
-    from musicrec.db.models import ListeningEvent, Track, User
 
     def show(title: str, uris: list[str]) -> None:
         known = track_names(ctx.engine, uris)
@@ -174,17 +171,11 @@ def _recommend(ctx: PipelineContext) -> None:
             name, artist = known[uri]
             console.print(f"  {rank}. {name} — {artist}", highlight=False)
 
+    # The listener's plays and likes as the train step loaded them (sequences.py's query).
+    data = ctx.results["listening"]
     user = ctx.results["user_features"]["user_id"]
-    with ctx.engine.connect() as conn:
-        history = list(
-            conn.scalars(
-                select(Track.spotify_uri)
-                .join(ListeningEvent, ListeningEvent.track_id == Track.id)
-                .join(User, User.id == ListeningEvent.user_id)
-                .where(User.external_id == user, ListeningEvent.event_type.in_(("play", "like")))
-                .order_by(ListeningEvent.occurred_at, ListeningEvent.position)
-            )
-        )
+    items = data.sequences[data.users.index(user)] if user in data.users else []
+    history = [data.vocabulary[i] for i in items]
     model: Path = ctx.results["model"]
     serving = SequentialRecommender(model.with_suffix(".serving.pt"))
     best = [uri for uri, _ in serving.recommend(history, k=5)]
