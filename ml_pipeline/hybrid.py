@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Self
 
 import numpy as np
 import torch
@@ -214,8 +213,3 @@ class HybridSASRec(SASRec):
         state["item_emb.weight"] = self.all_item_vectors()
         baked.load_state_dict(state)
         return baked.eval()
-
-    def copy_projector(self, projector: nn.Module) -> Self:
-        """Start from a projector trained elsewhere (aligned to collaborative embeddings)."""
-        self.projector.load_state_dict(projector.state_dict())
-        return self
