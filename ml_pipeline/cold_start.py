@@ -55,7 +55,7 @@ class ColdStartRecommender:
         self.encoder = encoder or TextEncoder()
         if self.encoder.dim != self.model.config.text_dim:
             raise UserError("the text encoder does not match the model's (dimensions differ)")
-        with torch.no_grad():
+        with torch.no_grad(), self.model.as_served():
             self.items = self.model.all_item_vectors()  # [n_items + 1, d]
 
     def match(self, seeds: list[SeedTrack]) -> list[SeedMatch]:

@@ -202,14 +202,16 @@ class HybridSASRec(SASRec):
 
     @torch.no_grad()
     def to_sasrec(self) -> SASRec:
-        """A plain SASRec whose item table is every item's hybrid vector: same scores, and
-        everything built for SASRec (ONNX export, the recommender) serves it."""
+        """A plain SASRec whose item table is every item's hybrid vector as served (untrained
+        tracks lent IDs): same scores, and everything built for SASRec (ONNX export, the
+        recommender) serves it."""
         baked = SASRec(self.config.sasrec())
-        state = {
-            k: v
-            for k, v in self.state_dict().items()
-            if not k.startswith("projector.") and k not in ("text", "trained", "imputed")
-        }
-        state["item_emb.weight"] = self.all_item_vectors()
+        with self.as_served():
+            state = {
+                k: v
+                for k, v in self.state_dict().items()
+                if not k.startswith("projector.") and k not in ("text", "trained", "imputed")
+            }
+            state["item_emb.weight"] = self.all_item_vectors()
         baked.load_state_dict(state)
         return baked.eval()
