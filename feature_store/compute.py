@@ -11,6 +11,10 @@ old value never outlives its window. A run takes snapshots at the end of every d
 something changed since the last run, and at `as_of`; re-running with the same `as_of` writes
 nothing. `rebuild=True` deletes the rows and recomputes all history.
 
+user_recent_tracks is not windowed: a run writes one row per user with a play or click since
+the previous run (everyone on the first run or a rebuild), holding their last RECENT_TRACKS
+such events as of `as_of`.
+
 The same SQL runs on Postgres and SQLite; ratios, square roots and clipping are done in pandas.
 """
 
@@ -46,6 +50,7 @@ from musicrec.db.models import (
     FEAT_TRACK_POPULARITY,
     FEAT_USER_AUDIO_PREFERENCES,
     FEAT_USER_LISTENING_STATS,
+    FEAT_USER_RECENT_TRACKS,
     FEAT_USER_TRACK_INTERACTIONS,
     Artist,
     FeatureJobRun,
@@ -66,6 +71,9 @@ COMPLETED_SHARE, COMPLETED_MS_UNKNOWN = 0.9, 30_000
 # How much each kind of event says about taste (skips count against).
 PREFERENCE_WEIGHTS = {"play": 1.0, "like": 2.0, "skip": -0.5, "dislike": -1.0}
 FEATURE_RANGES = {"tempo": (0.0, 250.0), "loudness": (-60.0, 5.0)}  # others 0..1
+# user_recent_tracks: the SASRec input sequence, made of these events, at most this long.
+RECENT_TRACKS = 50
+SEQUENCE_EVENTS = (EventType.PLAY, EventType.CLICK)
 
 
 @dataclass(frozen=True)
@@ -308,6 +316,9 @@ def compute_features(
         if on_view:
             on_view("track_audio_features")
         report.rows["track_audio_features"] = _compute_track_features(conn, as_of, since, rebuild)
+        if on_view:
+            on_view("user_recent_tracks")
+        report.rows["user_recent_tracks"] = _compute_recent_tracks(conn, as_of, rebuild)
         conn.execute(
             insert(FeatureJobRun).values(
                 as_of=as_of,
@@ -423,6 +434,63 @@ def _compute_track_features(
     if rows:
         conn.execute(insert(table), rows)
     return len(rows)
+
+
+def _compute_recent_tracks(conn: Connection, as_of: datetime, rebuild: bool) -> int:
+    """Each changed user's last RECENT_TRACKS plays and clicks up to `as_of`, oldest first.
+
+    A row is stamped (event_timestamp and created) with its newest event's time, not `as_of`:
+    its value depends on events up to that instant only and holds until the user's next event,
+    so a point-in-time join at any t >= that time gets the exact sequence (with `as_of` it
+    would get the previous, staler row for t before `as_of`). Users are picked by events
+    after the table's newest timestamp: every event up to it is already in some row, and a new
+    row is thus always newer than the user's previous one."""
+    table = FEAT_USER_RECENT_TRACKS
+    if rebuild:
+        conn.execute(delete(table))
+    last = conn.execute(select(func.max(table.c.event_timestamp))).scalar()
+    sequence = and_(E.event_type.in_([t.value for t in SEQUENCE_EVENTS]), E.occurred_at <= as_of)
+    users = None
+    if last is not None:
+        users = select(E.user_id).where(sequence, E.occurred_at > as_utc(last)).distinct()
+    rank = func.row_number().over(
+        partition_by=E.user_id, order_by=(E.occurred_at.desc(), E.event_id.desc())
+    )
+    ranked = select(E.user_id, E.track_id, E.occurred_at, rank.label("rank")).where(sequence)
+    if users is not None:
+        ranked = ranked.where(E.user_id.in_(users))
+    r = ranked.subquery("ranked")
+    query = (
+        select(U.external_id, T.spotify_uri, r.c.occurred_at, r.c.rank)
+        .select_from(r)
+        .join(User, U.id == r.c.user_id)
+        .join(Track, T.id == r.c.track_id)
+        .where(r.c.rank <= RECENT_TRACKS)
+    )
+    df = pd.DataFrame(conn.execute(query).all(), columns=["user", "uri", "at", "rank"])
+    if df.empty:
+        return 0
+    df = df.sort_values(["user", "rank"], ascending=[True, False])  # oldest first
+    grouped = df.groupby("user", sort=False)
+    rows = pd.DataFrame(
+        {
+            "track_ids": grouped["uri"].agg(" ".join),
+            "n_tracks": grouped.size(),
+            "newest": grouped["at"].max(),
+        }
+    )
+    records = [
+        {
+            "user_id": user,
+            "event_timestamp": as_utc(newest),
+            "created": as_utc(newest),
+            "track_ids": track_ids,
+            "n_tracks": int(n),
+        }
+        for user, track_ids, n, newest in rows.itertuples()
+    ]
+    conn.execute(insert(table), records)
+    return len(records)
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Feast definitions: entities, sources, the six feature views, push sources and the feature
+"""Feast definitions: entities, sources, the seven feature views, push sources and the feature
 service. Feature names and types come from the feature tables in musicrec/db/models.py, so the
 Feast schema and the tables the batch job writes cannot drift apart.
 
@@ -40,6 +40,7 @@ from musicrec.db.models import (
     FEAT_TRACK_POPULARITY,
     FEAT_USER_AUDIO_PREFERENCES,
     FEAT_USER_LISTENING_STATS,
+    FEAT_USER_RECENT_TRACKS,
     FEAT_USER_TRACK_INTERACTIONS,
 )
 from musicrec.timeutil import as_utc
@@ -66,6 +67,8 @@ VIEWS: dict[str, tuple[Table, list[Entity], timedelta, bool]] = {
         timedelta(days=30),
         True,
     ),
+    # The SASRec input sequence: a listener's last tracks stay valid however old they are.
+    "user_recent_tracks": (FEAT_USER_RECENT_TRACKS, [user], timedelta(0), True),
 }
 NOT_FEATURES = {"user_id", "track_id", "event_timestamp", "created"}
 

@@ -206,6 +206,9 @@ class RedisFeatureReader:
         self._views = views
         self._plans = {}
 
+    def ping(self) -> None:
+        self._client.ping()
+
     def _plan(self, refs: tuple[str, ...], full_names: bool) -> _Plan:
         plan = self._plans.get((refs, full_names))
         if plan is not None:

@@ -2,19 +2,20 @@
 and features for up to a few hundred candidate tracks, in one call.
 
 Unknown listeners and tracks get documented defaults instead of an error (DEFAULTS): activity
-counts and rates of the windowed views are 0 (no activity in the window); everything else
-(audio features and preferences, timestamps, genre) is None, meaning unknown. Feature names are
-"view__feature".
+counts and rates of the windowed views are 0 (no activity in the window), and the recent-tracks
+sequence is empty ("" and 0); everything else (audio features and preferences, timestamps,
+genre) is None, meaning unknown. Feature names are "view__feature".
 
 With the Redis online store, reads go through RedisFeatureReader (Feast's own layout, one
-pipeline, about 5x faster than the SDK; see benchmarks/features.py) and the request-context
-features are computed here by the same function the on-demand view uses; otherwise through
-Feast's SDK. Both give the same values (tests/feature_store/test_store.py).
+pipeline, about 5x faster than the SDK; see benchmarks/features.py), otherwise through Feast's
+SDK; either way the request-context features are computed here by the same function the
+on-demand view uses (the SDK's on-demand path costs ~3 ms a call; `fast=False` takes it). All
+give the same values (tests/feature_store/test_store.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ from feature_store.fast_online import RedisFeatureReader
 from feature_store.store import open_store
 from musicrec.config import Settings
 
-USER_VIEWS = ("user_listening_stats", "user_audio_preferences")
+USER_VIEWS = ("user_listening_stats", "user_audio_preferences", "user_recent_tracks")
 TRACK_VIEWS = ("track_audio_features", "track_popularity")
 PAIR_VIEWS = ("user_track_interactions",)
 CONTEXT_VIEW = "context_aware_features"
@@ -42,7 +43,18 @@ def _defaults() -> dict[str, Any]:
     return defaults
 
 
-DEFAULTS = _defaults()
+DEFAULTS = {
+    **_defaults(),
+    # No play or click on record: an empty sequence, which the model handles as cold start.
+    "user_recent_tracks__track_ids": "",
+    "user_recent_tracks__n_tracks": 0,
+}
+
+
+def recent_tracks(user_features: Mapping[str, Any]) -> list[str]:
+    """The listener's recent track URIs, oldest first, from user_features()' values."""
+    value = user_features.get("user_recent_tracks__track_ids")
+    return value.split() if value else []
 
 
 class UnknownFeature(ValueError):
@@ -50,17 +62,39 @@ class UnknownFeature(ValueError):
 
 
 class OnlineFeatures:
-    def __init__(self, store: FeatureStore, *, fast: bool = True) -> None:
+    def __init__(self, store: FeatureStore, *, fast: bool = True, client: Any = None) -> None:
         self.store = store
+        self.fast = fast
         redis = store.config.online_store.type == "redis"
-        self.reader = RedisFeatureReader(store) if fast and redis else None
+        self.reader = RedisFeatureReader(store, client) if fast and redis else None
         self.refs = {
             view: [f"{view}:{field.name}" for field in schema(VIEWS[view][0])] for view in VIEWS
         }
 
     @classmethod
-    def for_settings(cls, settings: Settings, *, fast: bool = True) -> OnlineFeatures:
-        return cls(open_store(settings), fast=fast)
+    def for_settings(
+        cls, settings: Settings, *, fast: bool = True, timeout_seconds: float | None = None
+    ) -> OnlineFeatures:
+        """`timeout_seconds`: a Redis read (or connect) slower than this raises, so a request
+        can fall back within its time budget instead of waiting on a stalled store."""
+        client = None
+        if timeout_seconds is not None and settings.online_store == "redis":
+            import redis
+
+            client = redis.Redis(
+                host=settings.feast_redis_host or "localhost",
+                port=settings.feast_redis_port,
+                socket_timeout=timeout_seconds,
+                socket_connect_timeout=timeout_seconds,
+            )
+        return cls(open_store(settings), fast=fast, client=client)
+
+    def ping(self) -> None:
+        """Raise if the online store cannot be reached."""
+        if self.reader is not None:
+            self.reader.ping()
+        else:
+            self.user_features("", features=["user_listening_stats__plays"])
 
     def user_features(
         self,
@@ -75,7 +109,9 @@ class OnlineFeatures:
         refs += [f"{CONTEXT_VIEW}:{name}" for name in CONTEXT_FEATURES]
         refs = self._select(refs, features)
         when = request_time or datetime.now(UTC)
-        if self.reader is None:  # the SDK computes the on-demand view
+        # The SDK's on-demand view costs ~3 ms a call (pandas); the fast paths compute the same
+        # values with the same function, here.
+        if not self.fast:
             row = {
                 "user_id": user_id,
                 "request_time": when,

@@ -1,11 +1,13 @@
-"""Fresh features from single events: each accepted event updates the listener's stats and the
-listener–track interaction online at once, without waiting for the next batch run.
+"""Fresh features from single events: each accepted event updates the listener's stats, the
+listener–track interaction and (plays and clicks) the listener's recent tracks online at once,
+without waiting for the next batch run.
 
 The new values are the current online values plus the event's contribution. Values that one
 event cannot settle alone keep their batch value until the next batch run recomputes them
-exactly: distinct artists, and sessions (a new session id is not known to be new). The caller
-must push each event once (the feedback consumer pushes only events its idempotent insert
-actually stored), since counters are incremented.
+exactly: distinct artists, sessions (a new session id is not known to be new), and the order of
+recent tracks (an event is appended at the end, whatever its time). The caller must push each
+event once (the feedback consumer pushes only events its idempotent insert actually stored),
+since counters are incremented and tracks appended.
 """
 
 from __future__ import annotations
@@ -15,15 +17,22 @@ from typing import Any
 
 import pandas as pd
 
-from feature_store.compute import COMPLETED_MS_UNKNOWN, COMPLETED_SHARE
-from feature_store.online import OnlineFeatures
+from feature_store.compute import (
+    COMPLETED_MS_UNKNOWN,
+    COMPLETED_SHARE,
+    RECENT_TRACKS,
+    SEQUENCE_EVENTS,
+)
+from feature_store.online import OnlineFeatures, recent_tracks
 from musicrec.events import EventType, ListeningEvent
 from musicrec.timeutil import as_utc
 
 
 def push_event(features: OnlineFeatures, event: ListeningEvent) -> None:
     user, track = event.user_id, event.track_id
-    stats = features.user_features(user, features=_names("user_listening_stats", STATS))
+    # One read for the user's stats and sequence.
+    wanted = [*_names("user_listening_stats", STATS), "user_recent_tracks__track_ids"]
+    stats = features.user_features(user, features=wanted)
     pair = features.user_track_features(user, [track])[0]
     duration = features.track_features([track], ["track_audio_features__duration_ms"])[0][
         "track_audio_features__duration_ms"
@@ -58,6 +67,11 @@ def push_event(features: OnlineFeatures, event: ListeningEvent) -> None:
         "last_played_at": when if is_play else last_played,
     }
     _push(features, "user_track_interactions_push", interactions, when)
+
+    if event.event_type in SEQUENCE_EVENTS:
+        sequence = [*recent_tracks(stats), track][-RECENT_TRACKS:]
+        row = {"user_id": user, "track_ids": " ".join(sequence), "n_tracks": len(sequence)}
+        _push(features, "user_recent_tracks_push", row, when)
 
 
 STATS = (

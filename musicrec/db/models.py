@@ -294,3 +294,11 @@ FEAT_USER_TRACK_INTERACTIONS = _feature_table(
     Column("skips", Integer, nullable=False),
     Column("last_played_at", DateTime(timezone=True)),
 )
+
+# Spotify URIs separated by single spaces, oldest first (at most feature_store's RECENT_TRACKS).
+FEAT_USER_RECENT_TRACKS = _feature_table(
+    "feat_user_recent_tracks",
+    [_user_key()],
+    Column("track_ids", Text, nullable=False),
+    Column("n_tracks", Integer, nullable=False),
+)

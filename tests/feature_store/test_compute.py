@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
-from feature_store.compute import compute_features
+from feature_store.compute import RECENT_TRACKS, compute_features
 from musicrec.db.bulk import write_batch
 from musicrec.db.models import (
     FEAT_TRACK_AUDIO_FEATURES,
     FEAT_TRACK_POPULARITY,
     FEAT_USER_AUDIO_PREFERENCES,
     FEAT_USER_LISTENING_STATS,
+    FEAT_USER_RECENT_TRACKS,
     FEAT_USER_TRACK_INTERACTIONS,
 )
+from musicrec.events import EventType
+from musicrec.records import CatalogBatch, EventRecord
+from musicrec.timeutil import as_utc
 from tests.conftest import backends
-from tests.feature_store.event_set import T0, T1, batch
+from tests.feature_store.event_set import T0, T1, T2, T3, batch
+
+MINUTE = timedelta(minutes=1)
 
 
 def _latest(engine: Engine, table, **keys):  # type: ignore[no-untyped-def]
@@ -99,3 +106,84 @@ def test_rerun_writes_nothing_and_rebuild_is_identical(events: Engine) -> None:
     assert sum(compute_features(events, T0).rows.values()) == 0
     rebuilt = compute_features(events, T0, rebuild=True)
     assert rebuilt.rows == first.rows
+
+
+# --- user_recent_tracks -----------------------------------------------------------------------
+
+
+def _add_events(
+    engine: Engine, events: list[tuple[str, str, EventType, datetime]], **ids: uuid.UUID
+) -> None:
+    """Store (user, track, type, time) events; `ids` pins the id of the event at index "e<i>"."""
+    b = CatalogBatch(users={user: None for user, *_ in events})
+    b.events = [
+        EventRecord(ids.get(f"e{i}", uuid.uuid4()), user, track, kind, when)
+        for i, (user, track, kind, when) in enumerate(events)
+    ]
+    write_batch(engine, b)
+
+
+def _sequence(engine: Engine, user: str, at: datetime | None = None) -> tuple[list[str], datetime]:
+    row = (
+        _latest(engine, FEAT_USER_RECENT_TRACKS, user_id=user)
+        if at is None
+        else _at(engine, FEAT_USER_RECENT_TRACKS, at, user_id=user)
+    )
+    assert row["n_tracks"] == len(row["track_ids"].split())
+    assert row["created"] == row["event_timestamp"]
+    return row["track_ids"].split(), as_utc(row["event_timestamp"])
+
+
+def _row_count(engine: Engine, user: str) -> int:
+    table = FEAT_USER_RECENT_TRACKS
+    with engine.connect() as conn:
+        query = select(func.count()).select_from(table).where(table.c.user_id == user)
+        return int(conn.execute(query).scalar_one())
+
+
+@backends
+def test_recent_tracks_are_plays_and_clicks_oldest_first_as_of_each_run(events: Engine) -> None:
+    compute_features(events, T0 - timedelta(hours=36))
+    report = compute_features(events, T0)
+    assert report.rows["user_recent_tracks"] == 2  # u1 and u2 both played since the first run
+    # u1: plays at -10d, -2d and -1d; the like (-3d) and the skip (-1d + 5 min) are left out.
+    assert _sequence(events, "u1") == ([T3, T1, T1], T0 - timedelta(days=1))
+    assert _sequence(events, "u2") == ([T1, T1], T0 - timedelta(hours=1))
+    # Point in time: the first run's rows hold only what had happened by then, and are
+    # stamped no later than their newest event.
+    early = T0 - timedelta(hours=36)
+    assert _sequence(events, "u1", early) == ([T3, T1], T0 - timedelta(days=2))
+    assert _sequence(events, "u2", early) == ([T1], T0 - timedelta(days=12))
+
+
+@backends
+def test_recent_tracks_keep_the_last_fifty_and_rewrite_only_changed_users(events: Engine) -> None:
+    compute_features(events, T0)
+    start = T0 + timedelta(hours=1)
+    cycle = [T1, T2, T3]
+    u3 = [
+        ("u3", cycle[i % 3], EventType.PLAY if i % 2 else EventType.CLICK, start + i * MINUTE)
+        for i in range(RECENT_TRACKS + 10)
+    ]
+    last = start + (RECENT_TRACKS + 10) * MINUTE
+    tie = [("u3", T3, EventType.PLAY, last), ("u3", T2, EventType.CLICK, last)]
+    after = [
+        ("u3", T1, EventType.SKIP, last + MINUTE),
+        ("u3", T1, EventType.DISLIKE, last + MINUTE),
+        ("u1", T2, EventType.SKIP, last),  # u1 has nothing new for the sequence
+    ]
+    # Same time: the larger event id counts as the later event (stored first here).
+    _add_events(events, tie + u3 + after, e0=uuid.UUID(int=2), e1=uuid.UUID(int=1))
+    report = compute_features(events, T0 + timedelta(days=1))
+    assert report.rows["user_recent_tracks"] == 1
+    expected = ([t for _, t, _, _ in u3] + [T2, T3])[-RECENT_TRACKS:]
+    assert _sequence(events, "u3") == (expected, last)
+    assert (_row_count(events, "u1"), _row_count(events, "u2")) == (1, 1)
+
+    _add_events(events, [("u1", T2, EventType.CLICK, T0 + timedelta(days=1, hours=1))])
+    report = compute_features(events, T0 + timedelta(days=2))
+    assert report.rows["user_recent_tracks"] == 1
+    assert _sequence(events, "u1") == ([T3, T1, T1, T2], T0 + timedelta(days=1, hours=1))
+    # The old row stays for point-in-time joins before the click.
+    assert _sequence(events, "u1", T0 + timedelta(days=1))[0] == [T3, T1, T1]
+    assert _row_count(events, "u3") == 1

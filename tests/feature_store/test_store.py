@@ -13,14 +13,15 @@ import pytest
 import redis
 from sqlalchemy import Engine
 
-from feature_store.online import OnlineFeatures, UnknownFeature
+from feature_store.compute import RECENT_TRACKS
+from feature_store.online import OnlineFeatures, UnknownFeature, recent_tracks
 from feature_store.push import push_event
 from feature_store.store import materialize, open_store
 from musicrec.config import Settings
 from musicrec.db.bulk import write_batch
 from musicrec.db.migrate import upgrade
 from musicrec.events import EventType, ListeningEvent
-from tests.feature_store.event_set import T0, T1, T2, batch
+from tests.feature_store.event_set import T0, T1, T2, T3, batch
 
 MODES = ["embedded", "services"]
 
@@ -68,6 +69,9 @@ def test_online_values_are_the_materialized_ones(online: OnlineFeatures) -> None
     assert u1["context_aware_features__hour_of_day"] == 12
     # last event: the skip 1 day minus 5 minutes before T0
     assert u1["context_aware_features__seconds_since_last_play"] == pytest.approx(86_100)
+    assert u1["user_recent_tracks__track_ids"] == f"{T3} {T1} {T1}"
+    assert u1["user_recent_tracks__n_tracks"] == 3
+    assert recent_tracks(u1) == [T3, T1, T1]
 
     t1, t2 = online.track_features([T1, T2])
     assert (t1["track_popularity__plays"], t1["track_popularity__trend"]) == (3, 2.0)
@@ -81,6 +85,11 @@ def test_unknown_entities_get_defaults_and_bad_names_a_clear_error(online: Onlin
     assert nobody["user_listening_stats__plays"] == 0
     assert nobody["user_listening_stats__skip_rate"] == 0
     assert nobody["user_audio_preferences__pref_energy"] is None  # unknown taste
+    assert (nobody["user_recent_tracks__track_ids"], nobody["user_recent_tracks__n_tracks"]) == (
+        "",
+        0,
+    )
+    assert recent_tracks(nobody) == []
     (unknown_track,) = online.track_features(["spotify:track:unknown"])
     assert unknown_track["track_popularity__plays"] == 0
     assert unknown_track["track_audio_features__energy"] is None
@@ -106,6 +115,31 @@ def test_a_pushed_event_is_visible_at_once(online: OnlineFeatures) -> None:
         1,
         1,
     )
+    assert recent_tracks(u1) == [T3, T1, T1, T2]
+    assert u1["user_recent_tracks__n_tracks"] == 4
+
+
+def test_pushed_plays_and_clicks_extend_the_sequence_up_to_its_cap(online: OnlineFeatures) -> None:
+    def push(kind: EventType, track: str, minutes: int) -> list[str]:
+        when = T0 + timedelta(minutes=minutes)
+        push_event(
+            online, ListeningEvent(user_id="u9", track_id=track, event_type=kind, occurred_at=when)
+        )
+        values = online.user_features("u9")
+        assert values["user_recent_tracks__n_tracks"] == len(recent_tracks(values))
+        return recent_tracks(values)
+
+    assert push(EventType.SKIP, T1, 1) == []  # a new listener's skip starts no sequence
+    assert push(EventType.CLICK, T2, 2) == [T2]
+    full = [T1, T2, T3] * (RECENT_TRACKS // 3) + [T1] * (RECENT_TRACKS % 3)
+    row = {"user_id": "u9", "track_ids": " ".join(full), "n_tracks": RECENT_TRACKS}
+    online.store.push(
+        "user_recent_tracks_push",
+        pd.DataFrame([{**row, "event_timestamp": T0 + timedelta(minutes=3), "created": T0}]),
+    )
+    assert push(EventType.PLAY, T3, 4) == [*full[1:], T3]  # the oldest one drops out
+    for minute, kind in enumerate((EventType.SKIP, EventType.LIKE, EventType.DISLIKE), 5):
+        assert push(kind, T1, minute) == [*full[1:], T3]  # only plays and clicks count
 
 
 def test_training_join_is_point_in_time(feature_env: tuple[Settings, Engine]) -> None:
@@ -140,6 +174,17 @@ def test_training_join_is_point_in_time(feature_env: tuple[Settings, Engine]) ->
     assert found[at_36h] == (1, 0)  # the midnight snapshot 36 h before T0: the -2d play only
     assert found[after] == (0, 0)  # a zero row replaced the counts when they left the window
     assert expired not in found  # that zero row is older than the view's 7-day TTL
+    # Separately: the file store drops an entity row that misses any requested view's value.
+    df = store.get_historical_features(
+        entity_df=entity_df, features=["user_recent_tracks:track_ids"]
+    ).to_df()
+    sequences = {
+        _utc(ts): tracks
+        for ts, tracks in zip(df["event_timestamp"], df["track_ids"], strict=True)
+        if isinstance(tracks, str)
+    }
+    # One row, stamped with u1's last play (1 day before T0), which never expires.
+    assert sequences == {after: f"{T3} {T1} {T1}", expired: f"{T3} {T1} {T1}"}
 
 
 def _utc(value: object) -> pd.Timestamp:
@@ -148,10 +193,10 @@ def _utc(value: object) -> pd.Timestamp:
 
 
 def test_fast_path_returns_what_the_sdk_returns(online: OnlineFeatures) -> None:
+    """Redis: the fast reader; SQLite: the SDK's reads with the context computed here, against
+    the SDK's reads and on-demand view."""
     sdk = OnlineFeatures(online.store, fast=False)
-    if online.reader is None:  # embedded mode has only the SDK path
-        assert online.store.config.online_store.type == "sqlite"
-        return
+    assert (online.reader is None) == (online.store.config.online_store.type == "sqlite")
     for user in ("u1", "u2", "nobody"):
         kwargs = {"device": "web", "position_in_session": 4, "request_time": T0}
         assert online.user_features(user, **kwargs) == sdk.user_features(user, **kwargs)
