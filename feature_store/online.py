@@ -80,12 +80,17 @@ class OnlineFeatures:
         client = None
         if timeout_seconds is not None and settings.online_store == "redis":
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
 
             client = redis.Redis(
                 host=settings.feast_redis_host or "localhost",
                 port=settings.feast_redis_port,
                 socket_timeout=timeout_seconds,
                 socket_connect_timeout=timeout_seconds,
+                # redis-py retries 3 times with backoff of seconds by default: the budget is
+                # the budget, the request falls back instead.
+                retry=Retry(NoBackoff(), 0),
             )
         return cls(open_store(settings), fast=fast, client=client)
 

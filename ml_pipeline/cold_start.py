@@ -82,9 +82,15 @@ class ColdStartRecommender:
             raise UserError("every seed track needs a name and an artist")
         if not 1 <= k <= self.model.config.n_items:
             raise UserError(f"k must be in 1..{self.model.config.n_items}")
-        matches = self.match(seeds)
+        scores = self.scores_for(self.match(seeds))
+        best = top_items(scores[None, :], k)[0]
+        return [Recommendation(self.vocabulary[i], float(scores[i])) for i in best]
+
+    def scores_for(self, matches: list[SeedMatch]) -> np.ndarray:
+        """Scores of every item (column 0 and the seeds the model knows at -inf) after the
+        matched seeds, in listening order; seeds without an item are read from their text."""
         unknown = [m.seed for m in matches if not m.in_model]
-        vectors = torch.zeros(len(seeds), self.model.config.embedding_dim)
+        vectors = torch.zeros(len(matches), self.model.config.embedding_dim)
         if unknown:
             text = self.encoder.encode([track_text(s.name, s.artist) for s in unknown])
             from_text = iter(self.model.text_item_vectors(torch.from_numpy(text)))
@@ -101,8 +107,7 @@ class ColdStartRecommender:
             scores = (hidden @ self.items.T)[0].numpy()
         scores[0] = -np.inf
         scores[[m.item for m in matches if m.item is not None]] = -np.inf
-        best = top_items(scores[None, :], k)[0]
-        return [Recommendation(self.vocabulary[i], float(scores[i])) for i in best]
+        return scores
 
 
 def parse_seed(value: str) -> SeedTrack:

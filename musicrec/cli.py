@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from apps.api.keys_cli import app as api_keys_app
 from feature_store.cli import app as features_app
 from ml_pipeline import embed_new_tracks
 from ml_pipeline.ingest.cli import app as ingest_app
@@ -21,6 +22,7 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrat
 app.add_typer(db_app, name="db")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(features_app, name="features")
+app.add_typer(api_keys_app, name="api-keys")
 
 
 @db_app.command("upgrade")
@@ -65,6 +67,44 @@ def demo(
 
     with cli_errors():
         run_demo(DemoOptions(limit=limit, synthetic=synthetic, epochs=epochs))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default: API_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: API_PORT.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Processes (services mode only).")] = 1,
+) -> None:
+    """Serve the public API (with the ML service in-process unless ML_SERVICE_URL is set)."""
+    from musicrec.config import get_settings
+    from musicrec.serving import run_server
+
+    settings = get_settings()
+    with cli_errors():
+        run_server(
+            "apps.api.main:create_app",
+            host or settings.api_host,
+            port or settings.api_port,
+            workers,
+            embedded_only_single=settings.event_transport == "in-process",
+        )
+
+
+@app.command("serve-ml")
+def serve_ml(
+    host: Annotated[str | None, typer.Option(help="Default: ML_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: ML_PORT.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Processes.")] = 1,
+) -> None:
+    """Serve the ML service on its own (services mode: point the API's ML_SERVICE_URL here)."""
+    from musicrec.config import get_settings
+    from musicrec.serving import run_server
+
+    settings = get_settings()
+    with cli_errors():
+        run_server(
+            "apps.ml.main:create_app", host or settings.ml_host, port or settings.ml_port, workers
+        )
 
 
 if __name__ == "__main__":

@@ -50,6 +50,34 @@ class Settings(BaseSettings):
     text_encoder_path: Path | None = None
     embedding_cache_dir: Path | None = None
 
+    # Serving (apps/api, apps/ml). ML_SERVICE_URL set: the API calls the ML service over HTTP
+    # (services mode); empty: the API runs the ML service in its own process (embedded).
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    ml_host: str = "127.0.0.1"
+    ml_port: int = 8001
+    ml_service_url: str | None = None
+    ml_timeout_seconds: float = Field(default=1.0, gt=0)
+    # The production model: SEQUENTIAL_MODEL_PATH, else this alias of the registered model.
+    model_alias: str = "production"
+    # How often the ML service checks for a new production model (0: only on admin reload).
+    model_poll_seconds: float = Field(default=30.0, ge=0)
+    # Online feature reads slower than this fall back to popularity for the request.
+    feature_timeout_ms: float = Field(default=50.0, gt=0)
+    # Admin token for model reload and promotion; unset disables the admin routes.
+    admin_token: SecretStr | None = None
+    # Per API key (per API process): sustained requests per second and burst.
+    rate_limit_per_second: float = Field(default=100.0, gt=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
+    api_key_cache_seconds: float = Field(default=30.0, ge=0)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    cors_origins: list[str] = Field(default_factory=list)
+
+    # Feedback events: the Kafka topic (services mode) or the durable in-process queue file.
+    kafka_feedback_topic: str = "listening-events"
+    event_publish_timeout_seconds: float = Field(default=5.0, gt=0)
+    event_queue_path: Path | None = None
+
     anthropic_api_key: SecretStr | None = None
     openai_api_key: SecretStr | None = None
 
@@ -71,6 +99,8 @@ class Settings(BaseSettings):
             self.mlflow_tracking_uri = f"sqlite:///{self.var_dir / 'mlflow.db'}"
         if self.mlflow_artifact_root is None:
             self.mlflow_artifact_root = self.var_dir / "mlartifacts"
+        if self.event_queue_path is None:
+            self.event_queue_path = self.var_dir / "event-queue.db"
         if self.embedding_cache_dir is None:
             self.embedding_cache_dir = self.var_dir / "embeddings"
         return self

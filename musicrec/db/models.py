@@ -195,6 +195,20 @@ class UserInterestGraph(Base):
     generated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ApiKey(Base):
+    """A client key of the public API. Only its sha256 is stored (apps/api/security.py)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # The key's first characters: tell keys apart in listings without revealing them.
+    prefix: Mapped[str] = mapped_column(String(8))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _created_at()
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 # --- Feature tables ---------------------------------------------------------------------------
 # Offline sources of the Feast feature views (feature_store/): one row per entity and snapshot
 # time, written by feature_store/compute.py. `event_timestamp` is the instant the values hold

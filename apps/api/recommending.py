@@ -1,0 +1,41 @@
+"""Asking the ML service, and the API's own last line of defence: when the ML service is
+unreachable or fails, popularity from the API's catalog (flagged), never a 5xx."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+
+from apps.api import metrics
+from apps.api.state import ApiState
+from apps.ml.client import MLUnavailable
+from apps.ml.responses import popular
+from apps.ml.schemas import Recommendations
+from apps.ml.service import NoSeedMatched
+
+log = logging.getLogger(__name__)
+
+
+async def recommendations(
+    state: ApiState,
+    route: str,
+    call: Awaitable[Recommendations],
+    k: int,
+    diversity: float,
+    exclude: set[str] | None = None,
+) -> Recommendations:
+    try:
+        result = await call
+    except NoSeedMatched:
+        raise
+    except MLUnavailable as exc:
+        result = popular(state.catalog(), k, diversity, exclude or set(), str(exc), None)
+    except Exception:  # a bug or a broken model must not take recommendations down
+        log.exception("recommendation failed on %s", route)
+        reason = "recommender error"
+        result = popular(state.catalog(), k, diversity, exclude or set(), reason, None)
+    if result.fallback and result.fallback_reason:
+        reason = result.fallback_reason.split(" (")[0]  # bounded label values
+        metrics.FALLBACKS.labels(route=route, reason=reason).inc()
+    metrics.observe_model(result.model_version)
+    return result

@@ -1,0 +1,97 @@
+"""One interface to the ML service for the API: in the same process (embedded mode) or over
+HTTP with keep-alive and timeouts (services mode, ML_SERVICE_URL)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import httpx
+from starlette.concurrency import run_in_threadpool
+
+from apps.ml.schemas import ModelStatus, PredictQuery, Recommendations, UserQuery
+from apps.ml.service import MLService, NoSeedMatched
+
+
+class MLUnavailable(Exception):
+    """The ML service did not answer in time (the API then serves its own fallback)."""
+
+
+class MLBackend(Protocol):
+    async def recommend_user(self, query: UserQuery) -> Recommendations: ...
+    async def predict(self, query: PredictQuery) -> Recommendations: ...
+    async def reload(self) -> ModelStatus: ...
+    async def status(self) -> ModelStatus: ...
+    async def ready(self) -> dict[str, Any]: ...
+    async def aclose(self) -> None: ...
+
+
+class EmbeddedML:
+    """The ML service in this process. Scoring takes about a millisecond of CPU, so it runs
+    inline: a thread hop would cost more than it frees. Reloads run in a worker thread."""
+
+    def __init__(self, service: MLService) -> None:
+        self.service = service
+
+    async def recommend_user(self, query: UserQuery) -> Recommendations:
+        return self.service.recommend_user(query)
+
+    async def predict(self, query: PredictQuery) -> Recommendations:
+        return self.service.predict(query)
+
+    async def reload(self) -> ModelStatus:
+        return await run_in_threadpool(self.service.reload)
+
+    async def status(self) -> ModelStatus:
+        return self.service.status()
+
+    async def ready(self) -> dict[str, Any]:
+        return await run_in_threadpool(self.service.ready)
+
+    async def aclose(self) -> None:
+        self.service.close()
+
+
+class RemoteML:
+    """The ML service behind ML_SERVICE_URL (apps.ml.main)."""
+
+    def __init__(self, base_url: str, timeout_seconds: float) -> None:
+        self.client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=httpx.Timeout(timeout_seconds),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
+
+    async def _call(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            reply = await self.client.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise MLUnavailable(f"ML service unreachable ({type(exc).__name__})") from exc
+        if reply.status_code == 422:
+            raise NoSeedMatched(reply.json().get("detail", "no seed matched"))
+        if reply.status_code >= 400:
+            raise MLUnavailable(f"ML service answered {reply.status_code}")
+        return reply.json()
+
+    async def recommend_user(self, query: UserQuery) -> Recommendations:
+        body = await self._call("POST", "/internal/recommendations", query.model_dump())
+        return Recommendations.model_validate(body)
+
+    async def predict(self, query: PredictQuery) -> Recommendations:
+        body = await self._call("POST", "/internal/predict", query.model_dump())
+        return Recommendations.model_validate(body)
+
+    async def reload(self) -> ModelStatus:
+        return ModelStatus.model_validate(await self._call("POST", "/internal/reload"))
+
+    async def status(self) -> ModelStatus:
+        return ModelStatus.model_validate(await self._call("GET", "/internal/status"))
+
+    async def ready(self) -> dict[str, Any]:
+        try:
+            checks: dict[str, Any] = await self._call("GET", "/internal/ready")
+        except MLUnavailable as exc:
+            return {"ml_service": str(exc)}
+        return {"ml_service": "ok", **checks}
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

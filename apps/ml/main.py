@@ -1,0 +1,73 @@
+"""The ML service as its own HTTP process (services mode): the API calls these internal routes.
+They carry no client authentication: expose them on the cluster network only (infra/).
+
+    uvicorn --factory apps.ml.main:create_app --port 8001
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from apps.ml.schemas import ModelStatus, PredictQuery, Recommendations, UserQuery
+from apps.ml.service import MLService, NoSeedMatched
+from musicrec.config import get_settings
+from musicrec.db.engine import make_engine
+
+
+def create_app(service: MLService | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nonlocal service
+        if service is None:
+            settings = get_settings()
+            service = await run_in_threadpool(MLService, settings, make_engine(settings=settings))
+        service.start_polling()
+        app.state.service = service
+        yield
+        service.close()
+
+    app = FastAPI(title="musicrec ML service (internal)", lifespan=lifespan)
+
+    def svc(request: Request) -> MLService:
+        return request.app.state.service
+
+    @app.exception_handler(NoSeedMatched)
+    async def no_seed(_: Request, exc: NoSeedMatched) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.post("/internal/recommendations", response_model=Recommendations)
+    async def recommendations(query: UserQuery, request: Request) -> Recommendations:
+        return svc(request).recommend_user(query)
+
+    @app.post("/internal/predict", response_model=Recommendations)
+    async def predict(query: PredictQuery, request: Request) -> Recommendations:
+        return svc(request).predict(query)
+
+    @app.post("/internal/reload", response_model=ModelStatus)
+    async def reload(request: Request) -> ModelStatus:
+        return await run_in_threadpool(svc(request).reload)
+
+    @app.get("/internal/status", response_model=ModelStatus)
+    async def status(request: Request) -> ModelStatus:
+        return svc(request).status()
+
+    @app.get("/internal/ready")
+    async def ready(request: Request) -> dict[str, Any]:
+        return await run_in_threadpool(svc(request).ready)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,83 @@
+"""What the ML service answers: the same models in process (embedded mode) and as JSON over HTTP
+(services mode), and what the public API returns for recommendations."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_K = 100
+# What produced a response: the model, the popularity list, or the listener's last response
+# kept while the feature store was unreachable.
+Source = Literal["model", "popularity", "cached"]
+
+
+class SeedTrack(BaseModel):
+    """A track the listener likes, named as an app knows it (the /predict input)."""
+
+    model_config = ConfigDict(extra="ignore")  # MPD track objects carry album, pos, ...
+
+    track_name: str = Field(min_length=1, max_length=512, examples=["Mr. Brightside"])
+    artist_name: str = Field(min_length=1, max_length=512, examples=["The Killers"])
+    track_uri: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Spotify URI, when the app has it: matched first",
+        examples=["spotify:track:003vvx7Niy0yvhvHt4a68B"],
+    )
+
+
+class RecommendedTrack(BaseModel):
+    track_uri: str
+    track_name: str
+    artist_name: str
+    genre: str | None = None
+    score: float = Field(description="The ranker's score (higher is better; model-specific)")
+    reason: str = Field(examples=["because you played Mr. Brightside"])
+
+
+class Diversity(BaseModel):
+    """How varied the list is, after the re-ranking asked for with `diversity`."""
+
+    requested: float = Field(ge=0, le=1)
+    distinct_artists: float = Field(description="Share of the list with an artist of its own")
+    distinct_genres: float | None = Field(description="Likewise for genres; null when unknown")
+    intra_list_diversity: float = Field(description="Mean pairwise dissimilarity, 0..1")
+
+
+class Recommendations(BaseModel):
+    user_id: str | None = None
+    tracks: list[RecommendedTrack]
+    source: Source
+    fallback: bool = Field(description="True when the model path was not used as intended")
+    fallback_reason: str | None = None
+    model_version: str | None = None
+    diversity: Diversity
+    unmatched_seeds: int = Field(
+        default=0, description="/predict seeds not in the catalog (read from their text)"
+    )
+
+
+class UserQuery(BaseModel):
+    user_id: str = Field(min_length=1, max_length=128)
+    k: int = Field(default=10, ge=1, le=MAX_K)
+    device: str | None = Field(default=None, max_length=32)
+    position_in_session: int = Field(default=0, ge=0, le=100_000)
+    diversity: float = Field(default=0.3, ge=0, le=1)
+
+
+class PredictQuery(BaseModel):
+    tracks: list[SeedTrack] = Field(min_length=1, max_length=100)
+    k: int = Field(default=20, ge=1, le=MAX_K)
+    diversity: float = Field(default=0.0, ge=0, le=1)
+
+
+class ModelStatus(BaseModel):
+    loaded: bool
+    version: str | None = None
+    path: str | None = None
+    loaded_at: str | None = None
+    items: int = 0
+    text_seeds: bool = Field(default=False, description="Unknown seeds read from their text")
+    last_error: str | None = None

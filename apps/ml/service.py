@@ -1,0 +1,376 @@
+"""The ML service: recommendations for a listener (their recent tracks and online features from
+the feature store) and for seed tracks (/predict), from the production model, re-ranked for
+variety, with a reason per track. It degrades instead of failing: an unreachable or slow
+feature store gives the listener's last response (cached) or popularity, no model gives
+popularity; the response says so and the metrics count it.
+
+A new production model is loaded beside the current one and swapped in with one assignment:
+requests in flight finish on the model they started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from apps.ml import metrics
+from apps.ml.catalog import Catalog
+from apps.ml.diversity import mmr
+from apps.ml.model import ModelSource, ServingModel, locate_model
+from apps.ml.responses import popular, response, track
+from apps.ml.schemas import ModelStatus, PredictQuery, Recommendations, UserQuery
+from feature_store.online import OnlineFeatures, recent_tracks
+from musicrec.config import Settings
+from musicrec.errors import UserError
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = 200  # the model's best, before dropping heard tracks and re-ranking
+CACHED_USERS = 50_000
+BREAKER_SECONDS = 2.0  # after a failed feature read, skip the store this long
+
+
+class NoSeedMatched(UserError):
+    """No /predict seed could be matched or read (HTTP 422)."""
+
+
+class FeaturesUnavailable(Exception):
+    pass
+
+
+class LastResponses:
+    """The last response per listener (bounded, least recently used dropped): what a listener
+    gets while the feature store is unreachable."""
+
+    def __init__(self, size: int = CACHED_USERS) -> None:
+        self.size = size
+        self._items: OrderedDict[str, Recommendations] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, user_id: str, response: Recommendations) -> None:
+        with self._lock:
+            self._items[user_id] = response
+            self._items.move_to_end(user_id)
+            if len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def get(self, user_id: str) -> Recommendations | None:
+        with self._lock:
+            return self._items.get(user_id)
+
+
+class MLService:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        features: OnlineFeatures | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.catalog = Catalog.load(engine)
+        self._features = features
+        self._clock = clock
+        self._store_down_until = 0.0
+        self._model: ServingModel | None = None
+        self._encoder: Any = None  # shared across reloads: loading one takes seconds
+        self._reload_lock = threading.Lock()
+        self._last_error: str | None = None
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self.last_responses = LastResponses()
+        self.reload()
+
+    # --- the model ---------------------------------------------------------------------------
+
+    @property
+    def model(self) -> ServingModel | None:
+        return self._model
+
+    def reload(self) -> ModelStatus:
+        """Load the production model if it changed (and the catalog with it); on failure keep
+        serving the current one."""
+        with self._reload_lock:
+            try:
+                source = locate_model(self.settings)
+                if source is not None and (
+                    self._model is None or source.version != self._model.version
+                ):
+                    self._swap(source)
+                    metrics.MODEL_RELOADS.labels(outcome="loaded").inc()
+                self._last_error = None
+            except Exception as exc:  # a half-written or bad model must not stop serving
+                log.exception("model reload failed")
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                metrics.MODEL_RELOADS.labels(outcome="failed").inc()
+            metrics.set_model_version(self._model.version if self._model else None)
+            return self.status()
+
+    def _swap(self, source: ModelSource) -> None:
+        model = ServingModel.load(source, self.engine, self._encoder)
+        if model.text_path is not None:
+            self._encoder = model.text_path.encoder
+        catalog = Catalog.load(self.engine) if self._model is not None else self.catalog
+        self.catalog, self._model = catalog, model
+        log.info("serving model %s (%d items)", model.version, model.n_items)
+
+    def status(self) -> ModelStatus:
+        model = self._model
+        if model is None:
+            return ModelStatus(loaded=False, last_error=self._last_error)
+        return ModelStatus(
+            loaded=True,
+            version=model.version,
+            path=str(model.source.checkpoint),
+            loaded_at=model.loaded_at.isoformat(),
+            items=model.n_items,
+            text_seeds=model.text_path is not None,
+            last_error=self._last_error,
+        )
+
+    def start_polling(self) -> None:
+        """Check for a new production model every MODEL_POLL_SECONDS, in the background."""
+        interval = self.settings.model_poll_seconds
+        if interval <= 0 or self._poller is not None:
+            return
+
+        def poll() -> None:
+            while not self._stop.wait(interval):
+                self.reload()
+
+        self._poller = threading.Thread(target=poll, name="model-poller", daemon=True)
+        self._poller.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+
+    # --- online features ---------------------------------------------------------------------
+
+    @property
+    def features(self) -> OnlineFeatures | None:
+        if self._features is None and self._clock() >= self._store_down_until:
+            try:
+                self._features = OnlineFeatures.for_settings(
+                    self.settings, timeout_seconds=self.settings.feature_timeout_ms / 1000
+                )
+            except Exception as exc:  # registry or store unreachable: retry after a pause
+                log.warning("feature store unavailable: %s", exc)
+                self._store_down_until = self._clock() + BREAKER_SECONDS
+        return self._features
+
+    def _read(self, kind: str, read: Callable[[OnlineFeatures], Any]) -> Any:
+        """One feature read within the time budget, or FeaturesUnavailable. After a failure
+        the store is left alone for BREAKER_SECONDS: requests fall back at once instead of each
+        waiting for a timeout."""
+        features = self.features
+        if features is None or self._clock() < self._store_down_until:
+            raise FeaturesUnavailable("feature store unavailable")
+        started = time.perf_counter()
+        try:
+            value = read(features)
+        except Exception as exc:
+            self._store_down_until = self._clock() + BREAKER_SECONDS
+            log.warning("feature read failed: %s", exc)
+            raise FeaturesUnavailable(f"feature store unavailable ({type(exc).__name__})") from exc
+        finally:
+            metrics.FEATURE_READ_SECONDS.labels(kind=kind).observe(time.perf_counter() - started)
+        return value
+
+    def ready(self) -> dict[str, Any]:
+        """What the readiness probe reports: each dependency, and the model."""
+        checks: dict[str, Any] = {}
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        features = self.features
+        if features is None:
+            checks["online_store"] = "unavailable"
+        else:
+            try:
+                features.ping()
+                checks["online_store"] = "ok"
+                self._store_down_until = 0.0
+            except Exception as exc:
+                checks["online_store"] = f"unavailable: {type(exc).__name__}"
+        model = self._model
+        checks["model"] = model.version if model else "none (serving popularity)"
+        return checks
+
+    # --- recommendations ---------------------------------------------------------------------
+
+    def recommend_user(self, query: UserQuery) -> Recommendations:
+        try:
+            values = self._read(
+                "user",
+                lambda f: f.user_features(
+                    query.user_id,
+                    device=query.device,
+                    position_in_session=query.position_in_session,
+                ),
+            )
+        except FeaturesUnavailable as exc:
+            return self._degraded(query, str(exc))
+        history = recent_tracks(values)
+        model = self._model
+        if model is None:
+            return self._popular(query, set(history), "no model loaded", fallback=True)
+        items = [model.index[uri] for uri in history if uri in model.index]
+        if not items:  # a new listener: the cold-start path until they play something
+            return self._popular(query, set(history), "new listener", fallback=False)
+        candidates, scores = model.candidates(items, CANDIDATES)
+        heard = set(history)
+        keep = [j for j, i in enumerate(candidates) if model.vocabulary[i] not in heard]
+        uris = [model.vocabulary[candidates[j]] for j in keep]
+        try:
+            pairs = self._read("candidates", lambda f: f.user_track_features(query.user_id, uris))
+            played = {
+                uri
+                for uri, pair in zip(uris, pairs, strict=True)
+                if pair["user_track_interactions__plays"] or pair["user_track_interactions__skips"]
+            }
+        except FeaturesUnavailable:
+            played = set()  # the sequence already excluded what the listener heard recently
+        keep = [j for j, uri in zip(keep, uris, strict=True) if uri not in played]
+        result = self._ranked(
+            query.k,
+            query.diversity,
+            [int(candidates[j]) for j in keep],
+            [float(scores[j]) for j in keep],
+            model,
+            items,
+        )
+        result.user_id = query.user_id
+        self.last_responses.put(query.user_id, result)
+        metrics.RECOMMENDATIONS.labels(route="user", source="model").inc()
+        return result
+
+    def predict(self, query: PredictQuery) -> Recommendations:
+        """Recommendations after seed tracks named by title and artist (a new listener)."""
+        from ml_pipeline.cold_start import SeedMatch
+        from ml_pipeline.cold_start import SeedTrack as Seed
+        from ml_pipeline.onnx_export import top_items
+
+        matched = [
+            self.catalog.match(s.track_name, s.artist_name, s.track_uri) for s in query.tracks
+        ]
+        unmatched = sum(uri is None for uri in matched)
+        model = self._model
+        if model is None:
+            if unmatched == len(matched):
+                raise NoSeedMatched("none of the tracks is in the catalog")
+            seeds = {uri for uri in matched if uri}
+            result = self._popular(query, seeds, "no model loaded", fallback=True, route="predict")
+            result.unmatched_seeds = unmatched
+            return result
+        ids = [model.index.get(uri) if uri else None for uri in matched]
+        known = [i for i in ids if i is not None]
+        if len(known) == len(ids):
+            candidates, scores = model.candidates(known, CANDIDATES)
+        elif model.text_path is not None:  # unknown seeds are read from their text
+            matches = [
+                SeedMatch(Seed(s.track_name, s.artist_name), uri, i)
+                for s, uri, i in zip(query.tracks, matched, ids, strict=True)
+            ]
+            all_scores = model.text_path.scores_for(matches)
+            candidates = top_items(all_scores[None, :], min(CANDIDATES, model.n_items))[0]
+            scores = all_scores[candidates]
+        elif known:
+            candidates, scores = model.candidates(known, CANDIDATES)
+        else:
+            raise NoSeedMatched(
+                "none of the tracks is known to the model, and it cannot read unknown tracks "
+                "from their text (not a hybrid model)"
+            )
+        seeds_heard = {uri for uri in matched if uri}
+        keep = [
+            j
+            for j, i in enumerate(candidates)
+            if model.vocabulary[i] not in seeds_heard and model.vocabulary[i] in self.catalog.tracks
+        ]
+        result = self._ranked(
+            query.k,
+            query.diversity,
+            [int(candidates[j]) for j in keep],
+            [float(scores[j]) for j in keep],
+            model,
+            known,
+            default_reason=f"because you like {query.tracks[-1].track_name}",
+        )
+        result.unmatched_seeds = unmatched
+        metrics.RECOMMENDATIONS.labels(route="predict", source="model").inc()
+        return result
+
+    def _ranked(
+        self,
+        k: int,
+        diversity: float,
+        items: list[int],
+        scores: list[float],
+        model: ServingModel,
+        history: list[int],
+        default_reason: str = "recommended for you",
+    ) -> Recommendations:
+        uris = [model.vocabulary[i] for i in items]
+        info = [self.catalog.tracks.get(uri) for uri in uris]
+        artists = [t.artist if t else uri for t, uri in zip(info, uris, strict=True)]
+        genres = [t.genre if t else None for t in info]
+        picks = mmr(scores, artists, genres, k, diversity)
+        because = model.because([items[p] for p in picks], history[-50:]) if history else []
+        tracks = []
+        for n, p in enumerate(picks):
+            reason = default_reason
+            if because:
+                seed = self.catalog.tracks.get(model.vocabulary[because[n]])
+                reason = f"because you played {seed.name}" if seed else reason
+            tracks.append(track(self.catalog, uris[p], scores[p], reason))
+        return response(tracks, diversity, "model", None, model.version)
+
+    def _popular(
+        self,
+        query: UserQuery | PredictQuery,
+        exclude: set[str],
+        reason: str,
+        fallback: bool,
+        route: str = "user",
+    ) -> Recommendations:
+        if fallback:
+            metrics.FALLBACKS.labels(reason=reason).inc()
+        metrics.RECOMMENDATIONS.labels(route=route, source="popularity").inc()
+        model = self._model
+        result = popular(
+            self.catalog,
+            query.k,
+            query.diversity,
+            exclude,
+            reason if fallback else None,
+            model.version if model else None,
+        )
+        result.user_id = getattr(query, "user_id", None)
+        return result
+
+    def _degraded(self, query: UserQuery, reason: str) -> Recommendations:
+        cached = self.last_responses.get(query.user_id)
+        if cached is not None and len(cached.tracks) >= query.k:
+            metrics.FALLBACKS.labels(reason="cached").inc()
+            metrics.RECOMMENDATIONS.labels(route="user", source="cached").inc()
+            return cached.model_copy(
+                update={
+                    "tracks": cached.tracks[: query.k],
+                    "source": "cached",
+                    "fallback": True,
+                    "fallback_reason": reason,
+                }
+            )
+        return self._popular(query, set(), reason, fallback=True)

@@ -1,0 +1,286 @@
+"""The feedback sink: applies listening events to the database and the online feature store, and
+the consumers that feed it from a transport (musicrec.transport).
+
+Delivery is at least once, so the sink is idempotent by event_id: a redelivered event is
+counted as a duplicate and changes nothing, in the database or in the online counters (only
+events this call actually stored are pushed to the feature store).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, select
+
+from musicrec.config import Settings
+from musicrec.db.bulk import BatchWriter
+from musicrec.db.models import ListeningEvent as EventRow
+from musicrec.db.models import Track
+from musicrec.events import ListeningEvent
+from musicrec.records import CatalogBatch, EventRecord
+from musicrec.transport import InProcessTransport, decode
+
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer
+
+    from feature_store.online import OnlineFeatures
+
+log = logging.getLogger(__name__)
+
+# The consumer group of the sink; every sink process joins it and shares the partitions.
+GROUP_ID = "musicrec-feedback-sink"
+
+
+@dataclass
+class HandleReport:
+    stored: int = 0
+    duplicates: int = 0  # already stored, or repeated within the batch
+    rejected: int = 0  # track not in the catalog
+    push_failures: int = 0  # stored, but the online features missed them until the batch job
+
+    def add(self, other: HandleReport) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+class FeedbackSink:
+    def __init__(self, engine: Engine, features: OnlineFeatures | None) -> None:
+        self.engine = engine
+        self.features = features
+
+    def handle(self, events: Sequence[ListeningEvent]) -> HandleReport:
+        """Store new events in one transaction, then push each newly stored one to the online
+        features. Raises only when the database write fails (nothing is stored then)."""
+        report = HandleReport()
+        unique = list({e.event_id: e for e in reversed(events)}.values())[::-1]  # first wins
+        report.duplicates = len(events) - len(unique)
+        with self.engine.begin() as conn:
+            # Created first: on Postgres it takes the writers' lock, so nothing can store one
+            # of these events between the check below and the insert.
+            writer = BatchWriter(conn)
+            ids = [e.event_id for e in unique]
+            stored = set(conn.scalars(select(EventRow.event_id).where(EventRow.event_id.in_(ids))))
+            uris = {e.track_id for e in unique}
+            known = set(conn.scalars(select(Track.spotify_uri).where(Track.spotify_uri.in_(uris))))
+            new = [e for e in unique if e.event_id not in stored and e.track_id in known]
+            rejected = [e for e in unique if e.event_id not in stored and e.track_id not in known]
+            writer.write(
+                CatalogBatch(users={e.user_id: None for e in new}, events=[_record(e) for e in new])
+            )
+        report.duplicates += len(stored)
+        report.stored, report.rejected = len(new), len(rejected)
+        if rejected:
+            log.warning(
+                "rejected %d event(s) for tracks not in the catalog, e.g. %s (event %s)",
+                len(rejected),
+                rejected[0].track_id,
+                rejected[0].event_id,
+            )
+        report.push_failures = self._push(new)
+        return report
+
+    def _push(self, events: list[ListeningEvent]) -> int:
+        """Failures are logged, not raised: the events are committed and a redelivery would not
+        push them again; the next feature batch run recomputes the values exactly."""
+        if self.features is None or not events:
+            return 0
+        from feature_store.push import push_event  # feast: slow to import, needed only here
+
+        failures = 0
+        for event in events:
+            try:
+                push_event(self.features, event)
+            except Exception:
+                if not failures:
+                    log.exception("fresh features not updated for event %s", event.event_id)
+                failures += 1
+        if failures > 1:
+            log.error("fresh features not updated for %d of %d events", failures, len(events))
+        return failures
+
+
+def _record(e: ListeningEvent) -> EventRecord:
+    return EventRecord(
+        event_id=e.event_id,
+        user_external_id=e.user_id,
+        track_uri=e.track_id,
+        event_type=e.event_type,
+        occurred_at=e.occurred_at,
+        ms_played=e.ms_played,
+        device=e.context.device,
+        session_id=e.context.session_id,
+        position=e.context.position,
+    )
+
+
+class InProcessConsumer:
+    """A daemon thread that drains an InProcessTransport through the sink, acknowledging each
+    batch after the sink handled it. A failing sink (database down) is retried, never skipped."""
+
+    def __init__(
+        self,
+        transport: InProcessTransport,
+        sink: FeedbackSink,
+        *,
+        batch_size: int = 500,
+        poll_seconds: float = 0.2,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self.transport = transport
+        self.sink = sink
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.retry_seconds = retry_seconds
+        self.totals = HandleReport()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="feedback-consumer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def run_once(self, wait_seconds: float = 0.0) -> HandleReport | None:
+        """Handle one batch (None when the queue is empty)."""
+        batch = self.transport.receive(self.batch_size, wait_seconds=wait_seconds)
+        if not batch:
+            return None
+        report = self.sink.handle([q.event for q in batch])
+        self.transport.ack([q.seq for q in batch])
+        self.totals.add(report)
+        return report
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued event is handled; True if so within the timeout. Without the
+        thread running, handles the batches here."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._thread is None or not self._thread.is_alive():
+                if self.run_once() is None:
+                    return True
+            elif self.transport.pending() == 0:
+                return True
+            else:
+                time.sleep(0.02)
+        return self.transport.pending() == 0
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.run_once(wait_seconds=self.poll_seconds)
+            except Exception:
+                log.exception("feedback batch failed; retrying in %g s", self.retry_seconds)
+                self._stopping.wait(self.retry_seconds)
+
+
+class KafkaConsumerLoop:
+    """Consumes the feedback topic into the sink. Offsets are committed only after the sink
+    handled a batch; a batch the sink failed on is read again from its first offsets."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        sink: FeedbackSink,
+        *,
+        api_version: tuple[int, ...] | None = None,
+        group_id: str = GROUP_ID,
+        batch_size: int = 500,
+        poll_seconds: float = 0.5,
+        retry_seconds: float = 1.0,
+        consumer_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.sink = sink
+        self.api_version = api_version
+        self.group_id = group_id
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.retry_seconds = retry_seconds
+        self.consumer_config = dict(consumer_config or {})  # more KafkaConsumer settings (TLS…)
+        self.totals = HandleReport()
+        self.skipped = 0  # messages that were not valid events
+        self._stopping = threading.Event()
+        self._consumer: KafkaConsumer | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, sink: FeedbackSink) -> KafkaConsumerLoop:
+        if not settings.kafka_bootstrap_servers:
+            raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set")
+        return cls(settings.kafka_bootstrap_servers, settings.kafka_feedback_topic, sink)
+
+    def run(self, max_batches: int | None = None) -> int:
+        """Consume until stop() (or max_batches non-empty batches); returns the batches handled."""
+        from kafka.errors import KafkaError
+
+        consumer = self._connect()
+        handled = 0
+        while not self._stopping.is_set() and (max_batches is None or handled < max_batches):
+            polled = consumer.poll(
+                timeout_ms=int(self.poll_seconds * 1000), max_records=self.batch_size
+            )
+            if not polled:
+                continue
+            events = []
+            for tp, records in polled.items():
+                for r in records:
+                    try:
+                        events.append(decode(r.value))
+                    except (ValueError, TypeError) as exc:
+                        self.skipped += 1
+                        first = str(exc).splitlines()[0]
+                        log.warning("skipped bad message %s/%d@%d: %s", *tp, r.offset, first)
+            try:
+                self.totals.add(self.sink.handle(events))
+            except Exception:
+                log.exception("feedback batch failed; retrying in %g s", self.retry_seconds)
+                for tp, records in polled.items():
+                    consumer.seek(tp, records[0].offset)
+                self._stopping.wait(self.retry_seconds)
+                continue
+            try:
+                consumer.commit()
+            except KafkaError as exc:
+                # E.g. a rebalance moved the partitions: their new owner redelivers the batch,
+                # which the idempotent sink absorbs.
+                log.warning("offset commit failed: %s", exc)
+            handled += 1
+        return handled
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def _connect(self) -> KafkaConsumer:
+        from kafka import KafkaConsumer
+
+        if self._consumer is None:
+            config: dict[str, Any] = {
+                "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",")],
+                "group_id": self.group_id,
+                "enable_auto_commit": False,
+                "auto_offset_reset": "earliest",
+                "api_version": self.api_version,
+                "max_poll_records": self.batch_size,
+            }
+            # Ours win: committing only handled batches depends on them.
+            self._consumer = KafkaConsumer(self.topic, **{**self.consumer_config, **config})
+        return self._consumer

@@ -1,0 +1,162 @@
+"""A small serving setup: the styled catalog (9 artists, 3 styles as genres) in a database,
+listeners who played it, their features materialized, and the styled hybrid model exported for
+serving — embedded (SQLite + Feast's SQLite online store) or services (Postgres + Redis)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import uvicorn
+from sqlalchemy import Engine
+
+from feature_store.store import materialize
+from musicrec.config import Settings
+from musicrec.db.bulk import write_batch
+from musicrec.db.migrate import upgrade
+from musicrec.events import EventType
+from musicrec.records import CatalogBatch, EventRecord, TrackRecord
+from tests.ml_pipeline.styled_data import styled_catalog, styled_tracks, trained_hybrid
+
+AS_OF = datetime(2026, 11, 20, 12, tzinfo=UTC)
+LISTENERS = 40
+ADMIN_TOKEN = "admin-token-for-tests"
+STYLE = {f"spotify:track:t{i}": style for i, (style, _, _) in enumerate(styled_tracks())}
+
+
+def uri(i: int) -> str:
+    return f"spotify:track:t{i}"
+
+
+@dataclass
+class ServingEnv:
+    settings: Settings
+    engine: Engine
+    model: Path
+
+    def history(self, user: str) -> list[str]:
+        data, _ = styled_catalog()
+        return [data.vocabulary[i] for i in data.sequences[data.users.index(user)]]
+
+
+def catalog_batch() -> CatalogBatch:
+    """The 36 tracks, and the first LISTENERS listeners of the styled catalog's plays over the
+    last days before AS_OF."""
+    batch = CatalogBatch()
+    for i, (style, artist, title) in enumerate(styled_tracks()):
+        batch.tracks[uri(i)] = TrackRecord(
+            uri=uri(i), name=title, artist_name=artist, genre=style, duration_ms=200_000
+        )
+    data, _ = styled_catalog()
+    start = AS_OF - timedelta(days=3)
+    for u, (user, items) in enumerate(zip(data.users[:LISTENERS], data.sequences, strict=False)):
+        batch.users[user] = None
+        for position, item in enumerate(items):
+            batch.events.append(
+                EventRecord(
+                    event_id=uuid.UUID(int=u * 1000 + position + 1),
+                    user_external_id=user,
+                    track_uri=data.vocabulary[item],
+                    event_type=EventType.PLAY,
+                    occurred_at=start + timedelta(hours=u, minutes=4 * position),
+                    ms_played=190_000,
+                )
+            )
+    return batch
+
+
+@lru_cache(maxsize=1)
+def exported_model(folder: Path) -> Path:
+    """The styled hybrid saved with its serving model and ONNX graphs (once per session)."""
+    from ml_pipeline.train_transformer import export_serving
+
+    model, data = trained_hybrid()
+    path = folder / "hybrid.pt"
+    model.save(path, data.vocabulary)
+    export_serving(model, path, data.vocabulary)
+    return path
+
+
+def require_redis() -> None:
+    try:
+        redis.Redis(host="127.0.0.1", port=6379).ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"Redis is required at 127.0.0.1:6379: {exc}", pytrace=False)
+
+
+def build_env(
+    mode: str, tmp_path: Path, model: Path, pg_engine: Engine | None, **extra: object
+) -> ServingEnv:
+    common: dict[str, object] = {
+        "var_dir": tmp_path / "var",
+        "feast_project": f"t{uuid.uuid4().hex[:10]}",
+        "sequential_model_path": model,
+        "model_poll_seconds": 0,
+        "admin_token": ADMIN_TOKEN,
+        "api_key_cache_seconds": 0,
+        **extra,
+    }
+    if mode == "embedded":
+        settings = Settings(**common)  # type: ignore[arg-type]
+        from musicrec.db.engine import make_engine
+
+        engine = make_engine(settings=settings)
+    else:
+        require_redis()
+        assert pg_engine is not None
+        engine = pg_engine
+        settings = Settings(
+            database_url=engine.url.render_as_string(hide_password=False),
+            feast_redis_host="127.0.0.1",
+            **common,  # type: ignore[arg-type]
+        )
+    upgrade(engine)
+    write_batch(engine, catalog_batch())
+    materialize(settings, engine, AS_OF)
+    return ServingEnv(settings, engine, model)
+
+
+class _ThreadServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # runs in a thread
+        pass
+
+
+@dataclass
+class Served:
+    url: str
+    server: uvicorn.Server
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+
+
+@contextmanager
+def served(app: Any) -> Iterator[Served]:
+    """An ASGI app under uvicorn on a free loopback port, in a thread, until the block ends."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = _ThreadServer(uvicorn.Config(app, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield Served(f"http://127.0.0.1:{port}", server)
+    finally:
+        server.should_exit = True
+        thread.join(15)
