@@ -111,6 +111,9 @@ def _features(ctx: PipelineContext) -> None:
     console.print(f"online features of listener [bold]{user}[/] ({ctx.settings.online_store}):")
     for name, value in values.items():
         shown = f"{value:.3f}" if isinstance(value, float) else value
+        if name == "user_recent_tracks__track_ids":  # up to 50 URIs: the first and last
+            tracks = str(value).split()
+            shown = f"{tracks[0]} ... {tracks[-1]}" if len(tracks) > 2 else value
         console.print(f"  {name} = {shown}", highlight=False)
 
 
@@ -193,6 +196,39 @@ def _recommend(ctx: PipelineContext) -> None:
     show(f"for a new listener with seeds {label}:", picks)
 
 
+def _serve(ctx: PipelineContext) -> None:
+    """The API on API_PORT (or a free port), called over HTTP like an app would: /predict for
+    a new listener naming the tracks the demo listener played last."""
+    import json
+    import shlex
+
+    import httpx
+
+    from apps.api.main import create_app
+    from ml_pipeline.track_texts import track_names
+    from musicrec.serving import serve_in_background
+
+    data = ctx.results["listening"]
+    user = ctx.results["user_features"]["user_id"]
+    items = data.sequences[data.users.index(user)] if user in data.users else data.sequences[0]
+    last = [data.vocabulary[i] for i in items[-3:]]
+    names = track_names(ctx.engine, last)
+    body = {"tracks": [{"track_name": names[u][0], "artist_name": names[u][1]} for u in last]}
+    settings = ctx.settings
+    with serve_in_background(create_app(settings), settings.api_host, settings.api_port) as api:
+        url = f"{api.url}/predict?k=5"
+        reply = httpx.post(url, json=body, timeout=60)
+    payload = json.dumps(body)
+    console.print("the API answered this request (start it with [bold]make serve[/]):")
+    curl = f"curl -s -X POST {shlex.quote(url)} -H 'Content-Type: application/json' -d "
+    console.print(curl + shlex.quote(payload), highlight=False, soft_wrap=True)
+    console.print(f"HTTP {reply.status_code}, {reply.headers.get('X-Recommendation-Source')}:")
+    console.print_json(reply.text)
+    ctx.results["predict"] = reply.json()
+    if reply.status_code != 200:
+        raise RuntimeError(f"/predict answered {reply.status_code}: {reply.text}")
+
+
 STEPS: list[Step] = [
     Step("migrate", "create or upgrade the database schema", _migrate),
     Step("ingest", "load playlists, audio features and lyrics", _ingest),
@@ -200,6 +236,7 @@ STEPS: list[Step] = [
     Step("features", "compute features, load the online store, read one listener", _features),
     Step("train", "train the hybrid model on the listening history", _train),
     Step("recommend", "serve recommendations: a listener, and a new one from seeds", _recommend),
+    Step("serve", "serve the API and call /predict over HTTP", _serve),
 ]
 
 

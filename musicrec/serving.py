@@ -1,6 +1,15 @@
-"""Running an ASGI app factory under uvicorn (the `serve` commands)."""
+"""Running the ASGI apps under uvicorn: in the foreground (the `serve` commands) or in a
+background thread (the demo, tests)."""
 
 from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
@@ -22,3 +31,49 @@ def run_server(
         log_level="info",
         access_log=False,  # per-request logs cost more than the request; /metrics counts them
     )
+
+
+class _ThreadServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # signals belong to the main thread
+        pass
+
+
+@dataclass
+class Served:
+    url: str
+    server: uvicorn.Server
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+
+
+def free_port(host: str = "127.0.0.1", preferred: int = 0) -> int:
+    """`preferred` if it can be bound, else any free port."""
+    for port in (preferred, 0) if preferred else (0,):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise UserError(f"no free port on {host}")
+
+
+@contextmanager
+def serve_in_background(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[Served]:
+    """An ASGI app under uvicorn in a thread (start-up complete on entry) until the block
+    ends. Port 0: a free one."""
+    port = free_port(host, port)
+    server = _ThreadServer(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise UserError(f"the server did not start on {host}:{port}")
+        time.sleep(0.02)
+    try:
+        yield Served(f"http://{host}:{port}", server)
+    finally:
+        server.should_exit = True
+        thread.join(15)

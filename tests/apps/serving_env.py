@@ -4,21 +4,14 @@ serving — embedded (SQLite + Feast's SQLite online store) or services (Postgre
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
-import uvicorn
 from sqlalchemy import Engine
 
 from feature_store.store import materialize
@@ -125,38 +118,3 @@ def build_env(
     write_batch(engine, catalog_batch())
     materialize(settings, engine, AS_OF)
     return ServingEnv(settings, engine, model)
-
-
-class _ThreadServer(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # runs in a thread
-        pass
-
-
-@dataclass
-class Served:
-    url: str
-    server: uvicorn.Server
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-
-
-@contextmanager
-def served(app: Any) -> Iterator[Served]:
-    """An ASGI app under uvicorn on a free loopback port, in a thread, until the block ends."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = _ThreadServer(uvicorn.Config(app, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield Served(f"http://127.0.0.1:{port}", server)
-    finally:
-        server.should_exit = True
-        thread.join(15)

@@ -13,7 +13,8 @@ from apps.api.security import ApiKeys
 from apps.ml.main import create_app as create_ml_app
 from apps.ml.service import MLService
 from musicrec.config import Settings
-from tests.apps.serving_env import ServingEnv, served
+from musicrec.serving import serve_in_background
+from tests.apps.serving_env import ServingEnv
 from tests.apps.tcp_proxy import TcpProxy
 
 
@@ -99,7 +100,7 @@ def test_services_mode_over_http_and_the_ml_service_down(
     env = make_env("services")
     auth = {"X-API-Key": ApiKeys(env.engine, 0).create("k")}
     ml_app = create_ml_app(MLService(env.settings, env.engine))
-    with served(ml_app) as ml:
+    with serve_in_background(ml_app) as ml:
         settings = env.settings.model_copy(update={"ml_service_url": ml.url})
         with TestClient(create_app(settings)) as client:
             body = _recommend(client, auth)

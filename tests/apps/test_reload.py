@@ -13,7 +13,8 @@ import httpx
 
 from apps.api.main import create_app
 from apps.api.security import ApiKeys
-from tests.apps.serving_env import ADMIN_TOKEN, ServingEnv, served
+from musicrec.serving import serve_in_background
+from tests.apps.serving_env import ADMIN_TOKEN, ServingEnv
 
 
 def _publish(source: Path, folder: Path) -> None:
@@ -32,7 +33,7 @@ def test_hot_reload_drops_no_request(
     _publish(model_path, folder)
     env = make_env("embedded", sequential_model_path=folder / "hybrid.pt", model_poll_seconds=0.2)
     key = ApiKeys(env.engine, 0).create("k")
-    with served(create_app(env.settings)) as server:
+    with serve_in_background(create_app(env.settings)) as server:
         statuses, versions, first = _reload_under_load(server.url, key, model_path, folder)
     assert len(statuses) > 20
     assert set(statuses) == {200}
