@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -57,7 +58,12 @@ class FeedbackSink:
         """Store new events in one transaction, then push each newly stored one to the online
         features. Raises only when the database write fails (nothing is stored then)."""
         report = HandleReport()
-        unique = list({e.event_id: e for e in reversed(events)}.values())[::-1]  # first wins
+        if not events:
+            return report
+        first: dict[uuid.UUID, ListeningEvent] = {}
+        for e in events:
+            first.setdefault(e.event_id, e)
+        unique = list(first.values())  # in arrival order: a listener's events are pushed in order
         report.duplicates = len(events) - len(unique)
         with self.engine.begin() as conn:
             # Created first: on Postgres it takes the writers' lock, so nothing can store one

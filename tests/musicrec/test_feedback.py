@@ -74,9 +74,10 @@ def test_a_redelivered_event_is_stored_and_pushed_once(
     sink = FeedbackSink(engine, features)
     play = _event("u1", T2, ms_played=95_000)
     skip = _event("u1", T3, EventType.SKIP, ms_played=5_000)
+    click = _event("u1", T1, EventType.CLICK)
 
-    assert sink.handle([play, skip]) == HandleReport(stored=2)
-    assert sink.handle([skip, play, play]) == HandleReport(duplicates=3)
+    assert sink.handle([play, skip, click, play]) == HandleReport(stored=3, duplicates=1)
+    assert sink.handle([skip, click, play]) == HandleReport(duplicates=3)
 
     with engine.connect() as conn:
         rows = conn.execute(
@@ -86,6 +87,9 @@ def test_a_redelivered_event_is_stored_and_pushed_once(
         ).all()
     assert sorted(rows) == sorted([(play.event_id, "play", 95_000), (skip.event_id, "skip", 5_000)])
     assert _stats(features, "u1") == (3, 2)  # materialized (2, 1) plus each event once
+    # Pushed once each and in arrival order: the sequence ends with the play, then the click.
+    recent = features.user_features("u1")["user_recent_tracks__track_ids"].split()
+    assert recent[-3:] == [T1, T2, T1] and recent.count(T2) == 1
 
 
 @backends
@@ -200,7 +204,7 @@ def test_kafka_consumer_loop_commits_only_handled_batches(
     thread = _start(first)
     try:
         # No tables yet: the batch fails and must be read again, not skipped.
-        _wait(lambda: any("batch failed" in r.message for r in caplog.records))
+        _wait(lambda: any("batch failed" in r.getMessage() for r in caplog.records))
         upgrade(empty_engine)
         write_batch(empty_engine, batch())
         _wait(lambda: first.totals.stored + first.totals.duplicates == 4)
