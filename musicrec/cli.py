@@ -107,5 +107,29 @@ def serve_ml(
         )
 
 
+@app.command("consume-feedback")
+def consume_feedback() -> None:
+    """Services mode: consume feedback events from Kafka into the database and the online
+    features (run one or more; they share the topic's partitions)."""
+    from feature_store.online import OnlineFeatures
+    from musicrec.config import get_settings
+    from musicrec.errors import UserError
+    from musicrec.feedback import FeedbackSink, KafkaConsumerLoop
+
+    settings = get_settings()
+    with cli_errors():
+        if settings.event_transport != "kafka":
+            raise UserError("set KAFKA_BOOTSTRAP_SERVERS (embedded mode consumes in the API)")
+        sink = FeedbackSink(make_engine(), OnlineFeatures.for_settings(settings))
+        loop = KafkaConsumerLoop.from_settings(settings, sink)
+        console.print(f"consuming {settings.kafka_feedback_topic} (Ctrl-C to stop)")
+        try:
+            loop.run()
+        except KeyboardInterrupt:
+            loop.stop()
+        finally:
+            loop.close()
+
+
 if __name__ == "__main__":
     app()
