@@ -17,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import Engine, text
 
 from apps.ml import metrics
@@ -236,14 +238,7 @@ class MLService:
         heard = set(history)
         fresh = [j for j, i in enumerate(candidates) if model.vocabulary[i] not in heard]
         keep = self._not_played(query, [model.vocabulary[candidates[j]] for j in fresh], fresh)
-        result = self._ranked(
-            query.k,
-            query.diversity,
-            [int(candidates[j]) for j in keep],
-            [float(scores[j]) for j in keep],
-            model,
-            items,
-        )
+        result = self._ranked(query, candidates[keep], scores[keep], model, items)
         result.user_id = query.user_id
         self.last_responses.put(query.user_id, result)
         metrics.RECOMMENDATIONS.labels(route="user", source="model").inc()
@@ -319,29 +314,24 @@ class MLService:
             for j, i in enumerate(candidates)
             if model.vocabulary[i] not in seeds_heard and model.vocabulary[i] in self.catalog.tracks
         ]
-        result = self._ranked(
-            query.k,
-            query.diversity,
-            [int(candidates[j]) for j in keep],
-            [float(scores[j]) for j in keep],
-            model,
-            known,
-            default_reason=f"because you like {query.tracks[-1].track_name}",
-        )
+        reason = f"because you like {query.tracks[-1].track_name}"
+        result = self._ranked(query, candidates[keep], scores[keep], model, known, reason)
         result.unmatched_seeds = unmatched
         metrics.RECOMMENDATIONS.labels(route="predict", source="model").inc()
         return result
 
     def _ranked(
         self,
-        k: int,
-        diversity: float,
-        items: list[int],
-        scores: list[float],
+        query: UserQuery | PredictQuery,
+        candidates: NDArray[np.int64],
+        candidate_scores: NDArray[np.floating],
         model: ServingModel,
         history: list[int],
         default_reason: str = "recommended for you",
     ) -> Recommendations:
+        """The query's k of the candidates (best first), re-ranked for variety, with reasons."""
+        k, diversity = query.k, query.diversity
+        items, scores = candidates.tolist(), candidate_scores.tolist()
         uris = [model.vocabulary[i] for i in items]
         info = [self.catalog.tracks.get(uri) for uri in uris]
         artists = [t.artist if t else uri for t, uri in zip(info, uris, strict=True)]
