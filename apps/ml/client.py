@@ -3,9 +3,11 @@ HTTP with keep-alive and timeouts (services mode, ML_SERVICE_URL)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
 
 import httpx
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from apps.ml.schemas import ModelStatus, PredictQuery, Recommendations, UserQuery
@@ -26,8 +28,9 @@ class MLBackend(Protocol):
 
 
 class EmbeddedML:
-    """The ML service in this process. Scoring takes about a millisecond of CPU, so it runs
-    inline: a thread hop would cost more than it frees. Reloads run in a worker thread."""
+    """The ML service in this process. A request takes a few milliseconds of CPU (GIL-bound:
+    a worker thread would add a hop and no parallelism), so it runs inline on the event loop;
+    reloads and probes run in worker threads."""
 
     def __init__(self, service: MLService) -> None:
         self.service = service
@@ -61,34 +64,40 @@ class RemoteML:
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
         )
 
-    async def _call(self, method: str, path: str, body: Any = None) -> Any:
+    async def _call(self, method: str, path: str, body: BaseModel | None = None) -> bytes:
+        """The answer's JSON bytes (parsed by the caller straight into its model)."""
         try:
-            reply = await self.client.request(method, path, json=body)
+            reply = await self.client.request(
+                method,
+                path,
+                content=body.model_dump_json() if body is not None else None,
+                headers={"Content-Type": "application/json"},
+            )
         except httpx.HTTPError as exc:
             raise MLUnavailable(f"ML service unreachable ({type(exc).__name__})") from exc
         if reply.status_code == 422:
             raise NoSeedMatched(reply.json().get("detail", "no seed matched"))
         if reply.status_code >= 400:
             raise MLUnavailable(f"ML service answered {reply.status_code}")
-        return reply.json()
+        return reply.content
 
     async def recommend_user(self, query: UserQuery) -> Recommendations:
-        body = await self._call("POST", "/internal/recommendations", query.model_dump())
-        return Recommendations.model_validate(body)
+        body = await self._call("POST", "/internal/recommendations", query)
+        return Recommendations.model_validate_json(body)
 
     async def predict(self, query: PredictQuery) -> Recommendations:
-        body = await self._call("POST", "/internal/predict", query.model_dump())
-        return Recommendations.model_validate(body)
+        body = await self._call("POST", "/internal/predict", query)
+        return Recommendations.model_validate_json(body)
 
     async def reload(self) -> ModelStatus:
-        return ModelStatus.model_validate(await self._call("POST", "/internal/reload"))
+        return ModelStatus.model_validate_json(await self._call("POST", "/internal/reload"))
 
     async def status(self) -> ModelStatus:
-        return ModelStatus.model_validate(await self._call("GET", "/internal/status"))
+        return ModelStatus.model_validate_json(await self._call("GET", "/internal/status"))
 
     async def ready(self) -> dict[str, Any]:
         try:
-            checks: dict[str, Any] = await self._call("GET", "/internal/ready")
+            checks: dict[str, Any] = json.loads(await self._call("GET", "/internal/ready"))
         except MLUnavailable as exc:
             return {"ml_service": str(exc)}
         return {"ml_service": "ok", **checks}

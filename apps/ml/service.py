@@ -236,7 +236,12 @@ class MLService:
             return self._popular(query, set(history), "new listener", fallback=False)
         candidates, scores = model.candidates(items, CANDIDATES)
         heard = set(history)
-        fresh = [j for j, i in enumerate(candidates) if model.vocabulary[i] not in heard]
+        tracks = self.catalog.tracks
+        fresh = [
+            j
+            for j, i in enumerate(candidates)
+            if model.vocabulary[i] not in heard and model.vocabulary[i] in tracks
+        ]
         keep = self._not_played(query, [model.vocabulary[candidates[j]] for j in fresh], fresh)
         result = self._ranked(query, candidates[keep], scores[keep], model, items)
         result.user_id = query.user_id
