@@ -16,6 +16,8 @@ TABLES = {
     "playlist_tracks",
     "listening_events",
     "user_interest_graph",
+    "api_keys",
+    "feat_user_recent_tracks",
 }
 
 
