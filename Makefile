@@ -11,7 +11,7 @@ PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory"
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo serve test lint bench services clean reproduce-sasrec reproduce-mpd \
-	reproduce-cold-start bench-training bench-serving
+	reproduce-cold-start bench-training bench-serving bench-predict
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -104,6 +104,11 @@ bench-training: $(BENCH_STAMP)
 # results/benchmarks/serving.json.
 bench-serving: $(STAMP) services
 	$(BIN)/python -m benchmarks.serving
+
+# /predict on MPD playlists the served database does not hold (first 5 tracks by name as seeds,
+# the rest as targets): HitRate@20 and Recall@20 against popularity. Run after `make demo`.
+bench-predict: $(STAMP)
+	$(BIN)/python -m benchmarks.predict_quality --data $(SHARED_DATA)/mpd_reduced
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) var runs mlruns .pytest_cache .mypy_cache .ruff_cache
