@@ -118,32 +118,14 @@ def _features(ctx: PipelineContext) -> None:
 
 
 def _train(ctx: PipelineContext) -> None:
-    import torch
-
     from ml_pipeline.baselines import MostPopular
     from ml_pipeline.evaluation import evaluate_split
-    from ml_pipeline.hybrid import HybridConfig, HybridSASRec
-    from ml_pipeline.sequences import load_from_database
-    from ml_pipeline.splits import leave_one_out
-    from ml_pipeline.train_transformer import build_model, evaluate, export_serving, train_sasrec
+    from ml_pipeline.retrain import train_candidate
+    from ml_pipeline.train_transformer import evaluate, export_serving
 
-    data = load_from_database(ctx.engine)
-    split = leave_one_out(data.sequences)
     epochs = ctx.options.epochs
-    config = HybridConfig(
-        n_items=data.n_items,
-        embedding_dim=64,
-        dropout=0.2,
-        num_negatives=min(256, data.n_items),
-        sparse_items=True,
-        curriculum_epochs=max(1, epochs // 3),
-    )
+    model, data, split = train_candidate(ctx.engine, ctx.settings, epochs)
     console.print(f"hybrid model: {len(data.users):,} listeners, {data.n_items:,} tracks")
-    torch.manual_seed(42)
-    model = build_model(config, data, split, None, ctx.settings)
-    assert isinstance(model, HybridSASRec)
-    train_sasrec(data, model.config, epochs=epochs, eval_every=0, split=split, model=model)
-    model.impute_ids()
     popular = MostPopular().fit(split.train, data.n_items)
     ndcg = {
         "hybrid": evaluate(model, data, split, "test", "full_ranking")["ndcg@10"],

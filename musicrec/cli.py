@@ -107,6 +107,27 @@ def serve_ml(
         )
 
 
+@app.command()
+def retrain(
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs of the candidate.")] = 10,
+    margin: Annotated[
+        float, typer.Option(min=0.0, help="Relative NDCG@10 gain over production for canary.")
+    ] = 0.02,
+) -> None:
+    """The weekly job: train a candidate, compare it with production on the same holdout,
+    register it (staging), and canary it when it wins by the margin."""
+    from ml_pipeline.retrain import metric_row
+    from ml_pipeline.retrain import retrain as run_retrain
+    from musicrec.config import get_settings
+
+    settings = get_settings()
+    with cli_errors():
+        decision = run_retrain(make_engine(settings=settings), settings, epochs, margin)
+    console.print(f"candidate  v{decision.candidate_version}: {metric_row(decision.candidate)}")
+    console.print(f"production {decision.production_version}: {metric_row(decision.production)}")
+    console.print(f"→ {decision.alias}: {decision.reason}")
+
+
 @app.command("consume-feedback")
 def consume_feedback() -> None:
     """Services mode: consume feedback events from Kafka into the database and the online
