@@ -55,6 +55,9 @@ class TrainingRun:
 
         self.writer = SummaryWriter(log_dir=str(self.tensorboard_dir))
         os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+        # set_tracking_uri also exports MLFLOW_TRACKING_URI, which later Settings() of this
+        # process would read: restored on exit.
+        self._env_uri = os.environ.get("MLFLOW_TRACKING_URI")
         mlflow.set_tracking_uri(self.settings.mlflow_tracking_uri)
         experiment = mlflow.get_experiment_by_name(self.settings.mlflow_experiment)
         if experiment is None:
@@ -78,6 +81,10 @@ class TrainingRun:
 
         self.writer.close()
         mlflow.end_run(status="FINISHED" if exc is None else "FAILED")
+        if self._env_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = self._env_uri
 
     @property
     def run_id(self) -> str:

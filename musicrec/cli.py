@@ -128,6 +128,24 @@ def retrain(
     console.print(f"→ {decision.alias}: {decision.reason}")
 
 
+@app.command()
+def promote(
+    min_events: Annotated[
+        int, typer.Option(min=1, help="Feedback events needed in each group to decide.")
+    ] = 1000,
+) -> None:
+    """Promote the canary model to production, or roll it back, by its listeners' skip and
+    click rates against the others' since it started."""
+    from ml_pipeline.promote import promote as run_promote
+    from musicrec.config import get_settings
+
+    settings = get_settings()
+    with cli_errors():
+        decision = run_promote(make_engine(settings=settings), settings, min_events)
+    version = f" v{decision.canary_version}" if decision.canary_version else ""
+    console.print(f"{decision.action}{version}: {decision.reason}")
+
+
 @app.command("consume-feedback")
 def consume_feedback() -> None:
     """Services mode: consume feedback events from Kafka into the database and the online

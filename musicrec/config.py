@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     ml_timeout_seconds: float = Field(default=1.0, gt=0)
     # The production model: SEQUENTIAL_MODEL_PATH, else this alias of the registered model.
     model_alias: str = "production"
+    # Share of listeners (stable hash of the user id) served by the `canary` model, if any.
+    canary_share: float = Field(default=0.1, ge=0, le=1)
     # How often the ML service checks for a new production model (0: only on admin reload).
     model_poll_seconds: float = Field(default=30.0, ge=0)
     # Online feature reads slower than this fall back to popularity for the request.

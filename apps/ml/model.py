@@ -11,7 +11,9 @@ text path that reads /predict seeds the catalog does not know.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,7 +68,22 @@ def file_source(checkpoint: Path) -> ModelSource:
     return ModelSource(checkpoint, f"{checkpoint.stem}@{changed}")
 
 
-def _registered_source(settings: Settings) -> ModelSource | None:
+def locate_canary(settings: Settings) -> ModelSource | None:
+    """The registered model's `canary` version, when the registry has one (a model given by
+    SEQUENTIAL_MODEL_PATH has no canary)."""
+    if settings.sequential_model_path is not None or settings.canary_share <= 0:
+        return None
+    return _registered_source(settings, "canary")
+
+
+def in_canary(user_id: str, share: float) -> bool:
+    """Whether a listener is in the canary's share: a stable hash, so a listener keeps one
+    model for the whole canary (and the promotion job can tell the groups apart)."""
+    bucket = int.from_bytes(hashlib.sha256(user_id.encode()).digest()[:4], "big")
+    return bucket / 2**32 < share
+
+
+def _registered_source(settings: Settings, alias: str | None = None) -> ModelSource | None:
     """The alias's model version, its artifacts downloaded once per version."""
     uri = settings.mlflow_tracking_uri
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
@@ -75,11 +92,12 @@ def _registered_source(settings: Settings) -> ModelSource | None:
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
-    name, alias = settings.registered_model_name, settings.model_alias
+    name, alias = settings.registered_model_name, alias or settings.model_alias
     try:
         version = MlflowClient(uri).get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in logs
     folder = settings.var_dir / "serving" / f"{name}-v{version.version}"
     if not folder.is_dir():
         partial = folder.with_name(folder.name + ".partial")

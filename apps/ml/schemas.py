@@ -80,4 +80,7 @@ class ModelStatus(BaseModel):
     loaded_at: str | None = None
     items: int = 0
     text_seeds: bool = Field(default=False, description="Unknown seeds read from their text")
+    canary_version: str | None = Field(
+        default=None, description="The canary model serving a share of listeners, if any"
+    )
     last_error: str | None = None

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, text
 from apps.ml import metrics
 from apps.ml.catalog import Catalog
 from apps.ml.diversity import mmr
-from apps.ml.model import ModelSource, ServingModel, locate_model
+from apps.ml.model import ModelSource, ServingModel, in_canary, locate_canary, locate_model
 from apps.ml.responses import popular, response, track
 from apps.ml.schemas import ModelStatus, PredictQuery, Recommendations, UserQuery
 from feature_store.online import OnlineFeatures, recent_tracks
@@ -85,6 +85,7 @@ class MLService:
         self._clock = clock
         self._store_down_until = 0.0
         self._model: ServingModel | None = None
+        self._canary: ServingModel | None = None
         self._encoder: Any = None  # shared across reloads: loading one takes seconds
         self._reload_lock = threading.Lock()
         self._last_error: str | None = None
@@ -110,6 +111,7 @@ class MLService:
                 ):
                     self._swap(source)
                     metrics.MODEL_RELOADS.labels(outcome="loaded").inc()
+                self._reload_canary()
                 self._last_error = None
             except Exception as exc:  # a half-written or bad model must not stop serving
                 log.exception("model reload failed")
@@ -117,6 +119,26 @@ class MLService:
                 metrics.MODEL_RELOADS.labels(outcome="failed").inc()
             metrics.set_model_version(self._model.version if self._model else None)
             return self.status()
+
+    def _reload_canary(self) -> None:
+        source = locate_canary(self.settings)
+        current = self._canary
+        if source is None or (self._model and source.version == self._model.version):
+            self._canary = None
+        elif current is None or current.version != source.version:
+            self._canary = ServingModel.load(source, self.engine, self._encoder)
+            log.info(
+                "canary model %s for %.0f%% of listeners",
+                source.version,
+                100 * self.settings.canary_share,
+            )
+
+    def model_for(self, user_id: str) -> ServingModel | None:
+        """The canary for the listeners in its share, else production."""
+        canary = self._canary
+        if canary is not None and in_canary(user_id, self.settings.canary_share):
+            return canary
+        return self._model
 
     def _swap(self, source: ModelSource) -> None:
         model = ServingModel.load(source, self.engine, self._encoder)
@@ -137,6 +159,7 @@ class MLService:
             loaded_at=model.loaded_at.isoformat(),
             items=model.n_items,
             text_seeds=model.text_path is not None,
+            canary_version=self._canary.version if self._canary else None,
             last_error=self._last_error,
         )
 
@@ -228,7 +251,7 @@ class MLService:
         except FeaturesUnavailable as exc:
             return self._degraded(query, str(exc))
         history = recent_tracks(values)
-        model = self._model
+        model = self.model_for(query.user_id)
         if model is None:
             return self._popular(query, set(history), "no model loaded", fallback=True)
         items = [model.index[uri] for uri in history if uri in model.index]
