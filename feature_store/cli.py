@@ -45,6 +45,7 @@ def materialize_command(
     """Run the feature batch job and load the online store (incremental unless --all)."""
     from feature_store.store import materialize, resolve_as_of
     from ml_pipeline.ingest.cli import migrated_engine
+    from musicrec.joblock import job_lock
 
     with cli_errors(), console.status("computing features") as status:
         settings, engine = get_settings(), migrated_engine()
@@ -52,9 +53,10 @@ def materialize_command(
         def progress(view: str) -> None:
             status.update(f"computing {view}")
 
-        report = materialize(
-            settings, engine, resolve_as_of(engine, as_of), full=full, on_view=progress
-        )
+        with job_lock("materialize", engine, settings):
+            report = materialize(
+                settings, engine, resolve_as_of(engine, as_of), full=full, on_view=progress
+            )
     title = f"features as of {report.computed.as_of:%Y-%m-%d %H:%M:%S} UTC ({report.mode}): rows"
     console.print(counts_table(title, report.computed.rows))
     console.print(f"online store: {report.online_store}")

@@ -14,6 +14,7 @@ from musicrec.console import cli_errors, console, counts_table
 from musicrec.db import migrate
 from musicrec.db.engine import make_engine
 from musicrec.db.stats import catalog_counts
+from musicrec.joblock import job_lock
 
 app = typer.Typer(
     no_args_is_help=True, help="Real-time music recommender.", pretty_exceptions_enable=False
@@ -122,7 +123,9 @@ def retrain(
 
     settings = get_settings()
     with cli_errors():
-        decision = run_retrain(make_engine(settings=settings), settings, epochs, margin)
+        engine = make_engine(settings=settings)
+        with job_lock("retrain", engine, settings):
+            decision = run_retrain(engine, settings, epochs, margin)
     console.print(f"candidate  v{decision.candidate_version}: {metric_row(decision.candidate)}")
     console.print(f"production {decision.production_version}: {metric_row(decision.production)}")
     console.print(f"→ {decision.alias}: {decision.reason}")
@@ -141,7 +144,9 @@ def promote(
 
     settings = get_settings()
     with cli_errors():
-        decision = run_promote(make_engine(settings=settings), settings, min_events)
+        engine = make_engine(settings=settings)
+        with job_lock("promote", engine, settings):
+            decision = run_promote(engine, settings, min_events)
     version = f" v{decision.canary_version}" if decision.canary_version else ""
     console.print(f"{decision.action}{version}: {decision.reason}")
 
