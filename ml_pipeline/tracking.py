@@ -63,8 +63,11 @@ class TrainingRun:
         if experiment is None:
             root = self.settings.mlflow_artifact_root
             assert root is not None  # derived by the settings
-            root.mkdir(parents=True, exist_ok=True)
-            mlflow.create_experiment(self.settings.mlflow_experiment, root.resolve().as_uri())
+            if "://" not in root:  # a local folder (else an object store URI, e.g. s3://)
+                folder = Path(root)
+                folder.mkdir(parents=True, exist_ok=True)
+                root = folder.resolve().as_uri()
+            mlflow.create_experiment(self.settings.mlflow_experiment, root)
         mlflow.set_experiment(self.settings.mlflow_experiment)
         self.run = mlflow.start_run(run_name=self.name)
         mlflow.log_params(self.params)

@@ -158,7 +158,7 @@ def consume_feedback() -> None:
     from feature_store.online import OnlineFeatures
     from musicrec.config import get_settings
     from musicrec.errors import UserError
-    from musicrec.feedback import FeedbackSink, KafkaConsumerLoop
+    from musicrec.feedback import FeedbackSink, KafkaConsumerLoop, stop_on_signals
 
     settings = get_settings()
     with cli_errors():
@@ -166,13 +166,46 @@ def consume_feedback() -> None:
             raise UserError("set KAFKA_BOOTSTRAP_SERVERS (embedded mode consumes in the API)")
         sink = FeedbackSink(make_engine(), OnlineFeatures.for_settings(settings))
         loop = KafkaConsumerLoop.from_settings(settings, sink)
+        # SIGTERM (docker stop, systemd, Kubernetes) or Ctrl-C: the batch in hand is stored and
+        # its offsets committed before exit; a second signal exits at once (nothing is lost
+        # then either: the uncommitted batch is redelivered to the idempotent sink).
+        stop_on_signals(loop.stop)
         console.print(f"consuming {settings.kafka_feedback_topic} (Ctrl-C to stop)")
         try:
             loop.run()
-        except KeyboardInterrupt:
-            loop.stop()
         finally:
             loop.close()
+        console.print(f"stopped: {loop.totals}")
+
+
+@app.command("relay-outbox")
+def relay_outbox(
+    poll_seconds: Annotated[float, typer.Option(help="Wait between empty polls.")] = 1.0,
+) -> None:
+    """Services mode: publish the feedback events Kafka could not take (the event_outbox
+    table) to Kafka, oldest first, deleting each once Kafka acknowledged it."""
+    from musicrec.config import get_settings
+    from musicrec.errors import UserError
+    from musicrec.feedback import stop_on_signals
+    from musicrec.transport import KafkaTransport, OutboxRelay
+
+    settings = get_settings()
+    with cli_errors():
+        if not settings.kafka_bootstrap_servers:
+            raise UserError("set KAFKA_BOOTSTRAP_SERVERS: the outbox relay publishes to Kafka")
+        kafka = KafkaTransport(
+            settings.kafka_bootstrap_servers,
+            settings.kafka_feedback_topic,
+            timeout_seconds=settings.event_publish_timeout_seconds,
+        )
+        relay = OutboxRelay(make_engine(settings=settings), kafka)
+        stop_on_signals(relay.stop)  # the batch in hand finishes (sent and deleted) first
+        console.print(f"relaying the outbox to {settings.kafka_feedback_topic} (Ctrl-C to stop)")
+        try:
+            relay.run(poll_seconds)
+        finally:
+            kafka.close()
+        console.print(f"stopped: {relay.sent} event(s) relayed")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     # default is a SQLite file plus an artifact folder under var/; point MLFLOW_TRACKING_URI at a
     # tracking server in production. TensorBoard event files go under tensorboard_dir.
     mlflow_tracking_uri: str = ""
-    mlflow_artifact_root: Path | None = None
+    # A local folder, or an object store URI such as s3://bucket/musicrec (MinIO: also set
+    # MLFLOW_S3_ENDPOINT_URL and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and install boto3).
+    mlflow_artifact_root: str | None = None
     mlflow_experiment: str = "musicrec"
     registered_model_name: str = "musicrec-sasrec"
     tensorboard_dir: Path = Field(default=REPO_ROOT / "runs")
@@ -100,7 +102,7 @@ class Settings(BaseSettings):
         if not self.mlflow_tracking_uri:
             self.mlflow_tracking_uri = f"sqlite:///{self.var_dir / 'mlflow.db'}"
         if self.mlflow_artifact_root is None:
-            self.mlflow_artifact_root = self.var_dir / "mlartifacts"
+            self.mlflow_artifact_root = str(self.var_dir / "mlartifacts")
         if self.event_queue_path is None:
             self.event_queue_path = self.var_dir / "event-queue.db"
         if self.embedding_cache_dir is None:

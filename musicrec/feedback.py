@@ -4,27 +4,32 @@ the consumers that feed it from a transport (musicrec.transport).
 Delivery is at least once, so the sink is idempotent by event_id: a redelivered event is
 counted as a duplicate and changes nothing, in the database or in the online counters (only
 events this call actually stored are pushed to the feature store).
+
+Messages the sink cannot apply (not a valid event, or an event for a track not in the catalog)
+go to the dead_events table with their reason, in the batch's transaction, and the consumer
+moves on: a poison message never blocks a partition, and nothing is dropped unrecorded.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, Table, insert, select
 
 from musicrec.config import Settings
 from musicrec.db.bulk import BatchWriter
+from musicrec.db.models import DeadEvent, Track
 from musicrec.db.models import ListeningEvent as EventRow
-from musicrec.db.models import Track
 from musicrec.events import ListeningEvent
 from musicrec.records import CatalogBatch, EventRecord
-from musicrec.transport import InProcessTransport, decode
+from musicrec.transport import InProcessTransport, decode, encode
 
 if TYPE_CHECKING:
     from kafka import KafkaConsumer
@@ -36,12 +41,37 @@ log = logging.getLogger(__name__)
 # The consumer group of the sink; every sink process joins it and shares the partitions.
 GROUP_ID = "musicrec-feedback-sink"
 
+DEAD_EVENTS = cast(Table, DeadEvent.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message for the dead_events table. `source` names the message where it came from
+    (e.g. "kafka:<topic>/<partition>/<offset>"); a redelivered message with the same source, or
+    a rejected event with the same event_id, is stored once."""
+
+    source: str
+    payload: str
+    reason: str
+    event_id: uuid.UUID | None = None
+
+    @classmethod
+    def undecodable(cls, source: str, value: bytes | str | None, exc: Exception) -> DeadLetter:
+        if isinstance(value, bytes):
+            text = value.decode("utf-8", errors="backslashreplace")
+        else:
+            text = value or ""
+        reason = "empty message" if value is None else f"not a valid event: {_one_line(exc)}"
+        # Postgres text cannot hold NUL characters.
+        return cls(source, text.replace("\x00", "\\x00"), reason)
+
 
 @dataclass
 class HandleReport:
     stored: int = 0
     duplicates: int = 0  # already stored, or repeated within the batch
-    rejected: int = 0  # track not in the catalog
+    rejected: int = 0  # track not in the catalog (dead-lettered)
+    invalid: int = 0  # not a valid event (dead-lettered)
     push_failures: int = 0  # stored, but the online features missed them until the batch job
 
     def add(self, other: HandleReport) -> None:
@@ -54,16 +84,27 @@ class FeedbackSink:
         self.engine = engine
         self.features = features
 
-    def handle(self, events: Sequence[ListeningEvent]) -> HandleReport:
+    def handle(
+        self,
+        events: Sequence[ListeningEvent],
+        *,
+        sources: Sequence[str] | None = None,
+        invalid: Sequence[DeadLetter] = (),
+    ) -> HandleReport:
         """Store new events in one transaction, then push each newly stored one to the online
-        features. Raises only when the database write fails (nothing is stored then)."""
-        report = HandleReport()
-        if not events:
+        features. Rejected events (unknown track) and the `invalid` messages are stored in
+        dead_events in the same transaction; `sources` names where each event came from.
+        Raises only when the database write fails (nothing is stored then)."""
+        report = HandleReport(invalid=len(invalid))
+        if not events and not invalid:
             return report
-        first: dict[uuid.UUID, ListeningEvent] = {}
-        for e in events:
-            first.setdefault(e.event_id, e)
-        unique = list(first.values())  # in arrival order: a listener's events are pushed in order
+        if sources is None:
+            sources = ["direct"] * len(events)
+        first: dict[uuid.UUID, tuple[ListeningEvent, str]] = {}
+        for e, source in zip(events, sources, strict=True):
+            first.setdefault(e.event_id, (e, source))
+        # In arrival order: a listener's events are pushed in order.
+        unique = [e for e, _ in first.values()]
         report.duplicates = len(events) - len(unique)
         with self.engine.begin() as conn:
             # Created first: on Postgres it takes the writers' lock, so nothing can store one
@@ -78,11 +119,21 @@ class FeedbackSink:
             writer.write(
                 CatalogBatch(users={e.user_id: None for e in new}, events=[_record(e) for e in new])
             )
+            dead = [
+                DeadLetter(
+                    first[e.event_id][1],
+                    encode(e).decode(),
+                    f"track {e.track_id} is not in the catalog",
+                    e.event_id,
+                )
+                for e in rejected
+            ]
+            _store_dead(conn, [*dead, *invalid])
         report.duplicates += len(stored)
         report.stored, report.rejected = len(new), len(rejected)
         if rejected:
             log.warning(
-                "rejected %d event(s) for tracks not in the catalog, e.g. %s (event %s)",
+                "dead-lettered %d event(s) for tracks not in the catalog, e.g. %s (event %s)",
                 len(rejected),
                 rejected[0].track_id,
                 rejected[0].event_id,
@@ -108,6 +159,63 @@ class FeedbackSink:
         if failures > 1:
             log.error("fresh features not updated for %d of %d events", failures, len(events))
         return failures
+
+
+def _store_dead(conn: Connection, dead: Sequence[DeadLetter]) -> None:
+    """Insert the dead letters not stored yet (the caller holds the writers' lock)."""
+    if not dead:
+        return
+    ids = {d.event_id for d in dead if d.event_id is not None}
+    known_ids = set(
+        conn.scalars(select(DEAD_EVENTS.c.event_id).where(DEAD_EVENTS.c.event_id.in_(ids)))
+        if ids
+        else ()
+    )
+    plain = {d.source for d in dead if d.event_id is None}
+    known_sources = set(
+        conn.scalars(
+            select(DEAD_EVENTS.c.source).where(
+                DEAD_EVENTS.c.source.in_(plain), DEAD_EVENTS.c.event_id.is_(None)
+            )
+        )
+        if plain
+        else ()
+    )
+    rows: dict[object, dict[str, Any]] = {}
+    for d in dead:
+        key = d.event_id if d.event_id is not None else ("source", d.source)
+        if (
+            key in rows
+            or d.event_id in known_ids
+            or (d.event_id is None and d.source in known_sources)
+        ):
+            continue
+        rows[key] = {
+            "source": d.source,
+            "event_id": d.event_id,
+            "payload": d.payload,
+            "reason": d.reason,
+        }
+    if rows:
+        conn.execute(insert(DEAD_EVENTS), list(rows.values()))
+
+
+def stop_on_signals(stop: Callable[[], None]) -> None:
+    """On SIGTERM or SIGINT call `stop` (a consumer finishes and commits its batch, then
+    returns); a second signal of the same kind ends the process at once."""
+
+    def handler(signum: int, frame: object) -> None:
+        log.info("%s: stopping after the current batch", signal.Signals(signum).name)
+        signal.signal(signum, signal.SIG_DFL)
+        stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
 
 
 def _record(e: ListeningEvent) -> EventRecord:
@@ -164,7 +272,9 @@ class InProcessConsumer:
         batch = self.transport.receive(self.batch_size, wait_seconds=wait_seconds)
         if not batch:
             return None
-        report = self.sink.handle([q.event for q in batch])
+        report = self.sink.handle(
+            [q.event for q in batch], sources=[f"in-process:{q.seq}" for q in batch]
+        )
         self.transport.ack([q.seq for q in batch])
         self.totals.add(report)
         return report
@@ -219,7 +329,7 @@ class KafkaConsumerLoop:
         self.retry_seconds = retry_seconds
         self.consumer_config = dict(consumer_config or {})  # more KafkaConsumer settings (TLS…)
         self.totals = HandleReport()
-        self.skipped = 0  # messages that were not valid events
+        self.skipped = 0  # messages that were not valid events (dead-lettered)
         self._stopping = threading.Event()
         self._consumer: KafkaConsumer | None = None
 
@@ -241,23 +351,26 @@ class KafkaConsumerLoop:
             )
             if not polled:
                 continue
-            events = []
+            events, sources, invalid = [], [], []
             for tp, records in polled.items():
                 for r in records:
+                    source = f"kafka:{tp.topic}/{tp.partition}/{r.offset}"
                     try:
                         events.append(decode(r.value))
+                        sources.append(source)
                     except (ValueError, TypeError) as exc:
-                        self.skipped += 1
-                        first = str(exc).splitlines()[0]
-                        log.warning("skipped bad message %s/%d@%d: %s", *tp, r.offset, first)
+                        invalid.append(DeadLetter.undecodable(source, r.value, exc))
+                        log.warning("dead-lettered bad message %s: %s", source, _one_line(exc))
             try:
-                self.totals.add(self.sink.handle(events))
+                report = self.sink.handle(events, sources=sources, invalid=invalid)
             except Exception:
                 log.exception("feedback batch failed; retrying in %g s", self.retry_seconds)
                 for tp, records in polled.items():
                     consumer.seek(tp, records[0].offset)
                 self._stopping.wait(self.retry_seconds)
                 continue
+            self.totals.add(report)
+            self.skipped += len(invalid)
             try:
                 consumer.commit()
             except KafkaError as exc:

@@ -6,7 +6,9 @@ happen within the timeout (the API answers 503). Delivery is at least once: cons
 event twice, and the sink (musicrec.feedback) stores and counts it once by its event_id.
 
 - KafkaTransport (services mode): the topic settings.kafka_feedback_topic, keyed by user_id so
-  one listener's events stay in order on one partition.
+  one listener's events stay in order on one partition. Behind the API it is wrapped in an
+  OutboxTransport: events Kafka does not take go to the event_outbox table, and OutboxRelay
+  (`musicrec relay-outbox`) publishes them later.
 - InProcessTransport (embedded default): a queue in a SQLite file that a consumer thread in the
   same process drains (musicrec.feedback.InProcessConsumer).
 """
@@ -21,17 +23,23 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from pydantic import ValidationError
+from sqlalchemy import Engine, Executable, Table, delete, false, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from musicrec.config import Settings
+from musicrec.db.models import EventOutbox
 from musicrec.events import ListeningEvent
 
 if TYPE_CHECKING:
     from kafka import KafkaProducer
 
 log = logging.getLogger(__name__)
+
+# Producer retries of a failed send; delivery_timeout_ms (the publish timeout) bounds them too.
+RETRIES = 10
 
 
 class TransportError(RuntimeError):
@@ -44,13 +52,20 @@ class EventTransport(Protocol):
     def close(self) -> None: ...
 
 
-def transport_for(settings: Settings) -> EventTransport:
+def transport_for(settings: Settings, engine: Engine | None = None) -> EventTransport:
+    """Kafka with the outbox in the main database (`engine`, or one of its own) as fallback
+    when Kafka is configured; the in-process queue otherwise."""
     if settings.kafka_bootstrap_servers:
-        return KafkaTransport(
+        from musicrec.db.engine import make_engine
+
+        kafka = KafkaTransport(
             settings.kafka_bootstrap_servers,
             settings.kafka_feedback_topic,
             timeout_seconds=settings.event_publish_timeout_seconds,
         )
+        if engine is not None:
+            return OutboxTransport(kafka, engine)
+        return OutboxTransport(kafka, make_engine(settings=settings), owns_engine=True)
     assert settings.event_queue_path is not None  # derived by Settings
     return InProcessTransport(
         settings.event_queue_path, timeout_seconds=settings.event_publish_timeout_seconds
@@ -67,8 +82,10 @@ def decode(payload: bytes | str) -> ListeningEvent:
 
 
 class KafkaTransport:
-    """kafka-python producer with acks=all. It connects on the first publish, so an API whose
-    broker is down still starts (and answers 503 to feedback until the broker is back)."""
+    """kafka-python producer: acks=all, idempotent retries within the publish timeout, and a
+    bounded buffer (kafka-python 3 has no buffer_memory): a publish that would leave more than
+    max_buffered events unacknowledged fails at once instead of queueing in memory. It connects
+    on the first publish, so an API whose broker is down still starts."""
 
     def __init__(
         self,
@@ -78,14 +95,19 @@ class KafkaTransport:
         timeout_seconds: float = 5.0,
         api_version: tuple[int, ...] | None = None,
         producer_config: Mapping[str, Any] | None = None,
+        max_buffered: int = 10_000,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.timeout_seconds = timeout_seconds
         self.api_version = api_version
         self.producer_config = dict(producer_config or {})  # more KafkaProducer settings (TLS…)
+        self.max_buffered = max_buffered
+        self._buffered = 0  # events sent to the producer and not acknowledged or failed yet
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
+        # Its own lock: the producer's I/O thread settles futures while close() holds _lock.
+        self._buffer_lock = threading.Lock()
 
     def publish(self, events: Sequence[ListeningEvent]) -> None:
         from kafka.errors import KafkaError
@@ -93,11 +115,22 @@ class KafkaTransport:
         if not events:
             return
         deadline = time.monotonic() + self.timeout_seconds
+        with self._buffer_lock:
+            if self._buffered + len(events) > self.max_buffered:
+                raise TransportError(
+                    f"Kafka at {self.bootstrap_servers}: {self._buffered} event(s) still wait for"
+                    f" an acknowledgement (at most {self.max_buffered} are buffered)"
+                )
+            self._buffered += len(events)
+        sent = 0
         try:
             producer = self._connect()
-            futures = [
-                producer.send(self.topic, key=e.user_id.encode(), value=encode(e)) for e in events
-            ]
+            futures = []
+            for e in events:
+                future = producer.send(self.topic, key=e.user_id.encode(), value=encode(e))
+                future.add_both(self._settled)
+                futures.append(future)
+                sent += 1
             producer.flush(timeout=max(deadline - time.monotonic(), 0.0))
             for future in futures:
                 future.get(timeout=max(deadline - time.monotonic(), 0.0))
@@ -106,6 +139,12 @@ class KafkaTransport:
                 f"Kafka at {self.bootstrap_servers} did not acknowledge {len(events)} event(s)"
                 f" within {self.timeout_seconds:g} s: {_one_line(exc)}"
             ) from exc
+        finally:
+            self._settled(None, count=len(events) - sent)  # those never handed to the producer
+
+    def _settled(self, _result: object, *, count: int = 1) -> None:
+        with self._buffer_lock:
+            self._buffered -= count
 
     def _connect(self) -> KafkaProducer:
         from kafka import KafkaProducer
@@ -116,12 +155,18 @@ class KafkaTransport:
                 config: dict[str, Any] = {
                     "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",")],
                     "acks": "all",
+                    "enable_idempotence": True,  # retries neither duplicate nor reorder
+                    "retries": RETRIES,
+                    "retry_backoff_ms": 100,
                     "api_version": self.api_version,
                     # No call may block past the publish timeout (metadata, bootstrap).
                     "max_block_ms": ms,
                     "bootstrap_timeout_ms": ms,
                     "request_timeout_ms": ms,
                     "linger_ms": 2,
+                    # A record not acknowledged by then fails (the smallest value allowed), so
+                    # the buffer drains even while the broker is away.
+                    "delivery_timeout_ms": ms + 2,
                 }
                 # Ours win: they carry the delivery guarantee and the timeout.
                 self._producer = KafkaProducer(**{**self.producer_config, **config})
@@ -258,6 +303,156 @@ class InProcessTransport:
             yield
         finally:
             self._lock.release()
+
+
+# --- Outbox: Kafka down does not mean feedback lost -------------------------------------------
+
+OUTBOX = cast(Table, EventOutbox.__table__)
+
+
+class OutboxTransport:
+    """Kafka first; when Kafka does not acknowledge, the events go to the event_outbox table in
+    one transaction and publish returns normally (they are durably handed over, and
+    OutboxRelay publishes them later). Raises TransportError only when both fail. Events of a
+    batch Kafka took in part (or delivered after the timeout) reach Kafka twice: the sink
+    stores them once, by event_id.
+
+    A listener's events keep their order: while the outbox holds events of a listener in the
+    batch, the batch goes to the outbox behind them instead of overtaking them on Kafka."""
+
+    def __init__(self, kafka: KafkaTransport, engine: Engine, *, owns_engine: bool = False):
+        self.kafka = kafka
+        self.engine = engine
+        self.owns_engine = owns_engine
+
+    def publish(self, events: Sequence[ListeningEvent]) -> None:
+        if not events:
+            return
+        try:
+            if not self._queued_behind(events):
+                self.kafka.publish(events)
+                return
+            reason = "earlier events of these listeners are in the outbox"
+        except TransportError as exc:
+            reason = str(exc)
+        try:
+            added = write_outbox(self.engine, events)
+        except SQLAlchemyError as exc:
+            raise TransportError(
+                f"{reason}; and the outbox did not store them: {_one_line(exc)}"
+            ) from exc
+        log.warning("%d event(s) to the outbox (%d new): %s", len(events), added, reason)
+
+    def _queued_behind(self, events: Sequence[ListeningEvent]) -> bool:
+        users = {e.user_id for e in events}
+        try:
+            with self.engine.connect() as conn:
+                found = conn.execute(
+                    select(OUTBOX.c.id).where(OUTBOX.c.user_id.in_(users)).limit(1)
+                ).first()
+        except SQLAlchemyError as exc:  # no outbox to be behind: Kafka alone decides
+            log.warning("outbox not checked: %s", _one_line(exc))
+            return False
+        return found is not None
+
+    def close(self) -> None:
+        self.kafka.close()
+        if self.owns_engine:
+            self.engine.dispose()
+
+
+def write_outbox(engine: Engine, events: Sequence[ListeningEvent]) -> int:
+    """Store the events in the outbox in one transaction, in their order; an event_id already
+    there (a client's retry) is not stored again. Returns the rows added."""
+    rows = {
+        e.event_id: {"event_id": e.event_id, "user_id": e.user_id, "payload": encode(e).decode()}
+        for e in events
+    }
+    with engine.begin() as conn:
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            stmt: Executable = postgresql.insert(OUTBOX).on_conflict_do_nothing(
+                index_elements=["event_id"]
+            )
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects import sqlite
+
+            stmt = sqlite.insert(OUTBOX).on_conflict_do_nothing(index_elements=["event_id"])
+        else:
+            raise NotImplementedError(f"outbox on {dialect}")
+        result = conn.execute(stmt, list(rows.values()))
+    return max(result.rowcount, 0)
+
+
+class OutboxRelay:
+    """Publishes the outbox to Kafka, oldest row first, and deletes each row only after Kafka
+    acknowledged it, in the transaction that read it.
+
+    Guarantee: no row is lost; a row is resent only if the relay dies (or its database
+    connection drops) between Kafka's ack and the delete's commit, and the sink stores it once
+    (idempotent by event_id). On Postgres the rows are locked (FOR UPDATE SKIP LOCKED), so
+    relays running at once never send the same row, and a relay leaves alone the listeners
+    whose earlier rows another relay holds: each listener's events reach Kafka in outbox order.
+    On SQLite the transaction takes the database's write lock first: relays take turns.
+
+    `kafka` must publish to Kafka only (a KafkaTransport), not to the outbox again."""
+
+    def __init__(self, engine: Engine, kafka: EventTransport) -> None:
+        self.engine = engine
+        self.kafka = kafka
+        self.sent = 0
+        self._stopping = threading.Event()
+
+    def run_once(self, limit: int = 500) -> int:
+        """Publish up to `limit` of the oldest rows; returns how many were sent and deleted.
+        Raises TransportError when Kafka did not acknowledge them (they stay in the outbox)."""
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "sqlite":  # take the write lock before reading
+                conn.execute(delete(OUTBOX).where(false()))
+            rows = conn.execute(
+                select(OUTBOX.c.id, OUTBOX.c.user_id, OUTBOX.c.payload)
+                .order_by(OUTBOX.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not rows:
+                return 0
+            # Rows of a listener whose earlier rows are locked by another relay wait.
+            first: dict[str, int] = {}
+            for row in rows:
+                first.setdefault(row.user_id, row.id)
+            oldest = dict(
+                conn.execute(
+                    select(OUTBOX.c.user_id, func.min(OUTBOX.c.id))
+                    .where(OUTBOX.c.user_id.in_(first))
+                    .group_by(OUTBOX.c.user_id)
+                ).all()
+            )
+            mine = [r for r in rows if oldest[r.user_id] == first[r.user_id]]
+            if not mine:
+                return 0
+            self.kafka.publish([decode(r.payload) for r in mine])
+            conn.execute(delete(OUTBOX).where(OUTBOX.c.id.in_([r.id for r in mine])))
+        self.sent += len(mine)
+        return len(mine)
+
+    def run(self, poll_seconds: float = 1.0, limit: int = 500) -> int:
+        """Relay until stop(): batches back to back while there are rows, then a poll every
+        poll_seconds; a failure (Kafka or the database down) is logged and retried after
+        poll_seconds. Returns the rows sent."""
+        while not self._stopping.is_set():
+            try:
+                if self.run_once(limit):
+                    continue
+            except Exception as exc:
+                log.warning("outbox relay: %s; retrying in %g s", _one_line(exc), poll_seconds)
+            self._stopping.wait(poll_seconds)
+        return self.sent
+
+    def stop(self) -> None:
+        self._stopping.set()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -73,7 +73,7 @@ def create_app(
         else:
             catalog = await run_in_threadpool(Catalog.load, engine)
             current = lambda: catalog  # noqa: E731
-        events = transport or transport_for(settings)
+        events = transport or transport_for(settings, engine)
         consumer = None
         if isinstance(events, InProcessTransport):
             features = service.features if service else _online_features(settings)

@@ -209,6 +209,35 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class DeadEvent(Base):
+    """A feedback message the sink could not apply: not a valid event, or an event for a track
+    not in the catalog. Stored with its reason instead of blocking or being lost."""
+
+    __tablename__ = "dead_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    received_at: Mapped[datetime] = _created_at()
+    # Where it came from: "kafka:<topic>/<partition>/<offset>", "in-process:<seq>", "direct".
+    source: Mapped[str] = mapped_column(String(300), index=True)
+    # Set when the message was a valid event (rejected): a redelivery is not stored twice.
+    event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    payload: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class EventOutbox(Base):
+    """A feedback event Kafka did not acknowledge, kept until musicrec.transport.OutboxRelay
+    publishes it (in id order) and deletes it."""
+
+    __tablename__ = "event_outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)  # the publishing order
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)  # a client retry: one row
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    payload: Mapped[str] = mapped_column(Text)  # the event's JSON, as sent to Kafka
+    created_at: Mapped[datetime] = _created_at()
+
+
 # --- Feature tables ---------------------------------------------------------------------------
 # Offline sources of the Feast feature views (feature_store/): one row per entity and snapshot
 # time, written by feature_store/compute.py. `event_timestamp` is the instant the values hold

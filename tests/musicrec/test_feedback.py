@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -20,10 +21,16 @@ from musicrec.config import Settings
 from musicrec.db.bulk import write_batch
 from musicrec.db.engine import make_engine
 from musicrec.db.migrate import upgrade
+from musicrec.db.models import DeadEvent, User
 from musicrec.db.models import ListeningEvent as EventRow
-from musicrec.db.models import User
 from musicrec.events import EventContext, EventType, ListeningEvent
-from musicrec.feedback import FeedbackSink, HandleReport, InProcessConsumer, KafkaConsumerLoop
+from musicrec.feedback import (
+    DeadLetter,
+    FeedbackSink,
+    HandleReport,
+    InProcessConsumer,
+    KafkaConsumerLoop,
+)
 from musicrec.timeutil import as_utc
 from musicrec.transport import InProcessTransport, KafkaTransport
 from tests.conftest import backends
@@ -113,6 +120,67 @@ def test_a_new_listener_is_created_and_an_unknown_track_rejected(engine: Engine)
     assert as_utc(row.occurred_at) == new.occurred_at
 
 
+def _dead(engine: Engine) -> list[tuple[str, uuid.UUID | None, str, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                DeadEvent.source, DeadEvent.event_id, DeadEvent.payload, DeadEvent.reason
+            ).order_by(DeadEvent.id)
+        ).all()
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+@backends
+def test_poison_messages_are_dead_lettered_once_with_the_batch(engine: Engine) -> None:
+    write_batch(engine, batch())
+    sink = FeedbackSink(engine, None)
+    good, stray = _event("u1", T1), _event("ghost", UNKNOWN)
+    garbage = DeadLetter.undecodable("kafka:t/0/7", b"\xff\x00 not json", ValueError("bad\nmore"))
+    empty = DeadLetter.undecodable("kafka:t/1/3", None, TypeError("none"))
+
+    report = sink.handle([good, stray], sources=["a", "b"], invalid=[garbage, empty])
+    assert report == HandleReport(stored=1, rejected=1, invalid=2)
+    # Redelivered (after a crash before the offset commit): counted again, stored once.
+    assert sink.handle([stray], sources=["c"], invalid=[garbage]) == HandleReport(
+        rejected=1, invalid=1
+    )
+    assert sink.handle([], invalid=[]) == HandleReport()
+
+    dead = _dead(engine)
+    assert [(source, event_id) for source, event_id, *_ in dead] == [
+        ("b", stray.event_id),
+        ("kafka:t/0/7", None),
+        ("kafka:t/1/3", None),
+    ]
+    assert ListeningEvent.model_validate_json(dead[0][2]) == stray
+    assert dead[0][3] == f"track {UNKNOWN} is not in the catalog"
+    assert dead[1][2:] == ("\\xff\\x00 not json", "not a valid event: bad")
+    assert dead[2][2:] == ("", "empty message")
+
+
+@backends
+def test_dead_letters_roll_back_with_a_failed_batch(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import musicrec.feedback
+
+    write_batch(engine, batch())
+    store_dead = musicrec.feedback._store_dead
+
+    def store_then_fail(*args: Any) -> None:
+        store_dead(*args)
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(musicrec.feedback, "_store_dead", store_then_fail)
+    sink = FeedbackSink(engine, None)
+    poison = DeadLetter("kafka:t/0/1", "{", "not a valid event")
+    with pytest.raises(RuntimeError):
+        sink.handle([_event("newcomer", T1), _event("u1", UNKNOWN)], invalid=[poison])
+    assert _dead(engine) == []  # nothing of the batch is stored: it is read again
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(EventRow)) == len(batch().events)
+
+
 def test_in_process_consumer_end_to_end(store: tuple[Settings, Engine, OnlineFeatures]) -> None:
     settings, engine, features = store
     assert settings.event_queue_path is not None
@@ -129,6 +197,8 @@ def test_in_process_consumer_end_to_end(store: tuple[Settings, Engine, OnlineFea
         transport.close()
 
     assert consumer.totals == HandleReport(stored=2, duplicates=1, rejected=1)
+    [(source, event_id, _, reason)] = _dead(engine)
+    assert source.startswith("in-process:") and "not in the catalog" in reason
     assert _stats(features, "u1") == (3, 1)
     assert _stats(features, "newcomer") == (1, 0)
     u1 = features.user_features("u1")
@@ -212,8 +282,11 @@ def test_kafka_consumer_loop_commits_only_handled_batches(
         first.stop()
         thread.join(10)
         first.close()
-    assert first.totals == HandleReport(stored=3, duplicates=1)
+    assert first.totals == HandleReport(stored=3, duplicates=1, invalid=1)
     assert first.skipped == 1  # the bad message did not stop the loop
+    [(source, event_id, payload, reason)] = _dead(empty_engine)  # stored with the batch
+    assert source.startswith(f"kafka:{topic}/") and event_id is None
+    assert (payload, reason[:18]) == ("not an event", "not a valid event:")
 
     # Everything handled is committed: a restarted sink resumes after it. (Read with a
     # client outside the group: a second member's join costs the mock cluster ~5 s.)

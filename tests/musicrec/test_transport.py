@@ -19,6 +19,7 @@ from musicrec.events import EventType, ListeningEvent
 from musicrec.transport import (
     InProcessTransport,
     KafkaTransport,
+    OutboxTransport,
     TransportError,
     transport_for,
 )
@@ -173,8 +174,8 @@ def test_transport_for_picks_the_configured_one(tmp_path: Path) -> None:
     assert embedded.path == tmp_path / "event-queue.db"
     embedded.close()
     kafka = transport_for(Settings(var_dir=tmp_path, kafka_bootstrap_servers="broker:9092"))
-    assert isinstance(kafka, KafkaTransport)  # connects lazily: no broker needed yet
-    assert kafka.topic == "listening-events"
+    assert isinstance(kafka, OutboxTransport)  # connects lazily: no broker needed yet
+    assert kafka.kafka.topic == "listening-events"
     kafka.close()
 
 

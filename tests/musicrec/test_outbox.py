@@ -1,0 +1,189 @@
+"""The outbox behind the Kafka transport: events Kafka does not take are stored once in the main
+database, and the relay publishes them later, each row once and in order per listener."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from musicrec.db.engine import make_engine
+from musicrec.events import EventType, ListeningEvent
+from musicrec.transport import (
+    OUTBOX,
+    KafkaTransport,
+    OutboxRelay,
+    OutboxTransport,
+    TransportError,
+    decode,
+    write_outbox,
+)
+from tests.conftest import backends
+from tests.musicrec.conftest import MOCK_API_VERSION
+
+pytestmark = pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning")
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+NO_BROKER = "127.0.0.1:1"
+
+
+def _events(n: int, user: str) -> list[ListeningEvent]:
+    return [
+        ListeningEvent(
+            user_id=user,
+            track_id=f"spotify:track:{i:022d}",
+            event_type=EventType.PLAY,
+            occurred_at=T0 + timedelta(seconds=i),
+        )
+        for i in range(n)
+    ]
+
+
+def _interleaved(per_user: int, users: Sequence[str]) -> list[ListeningEvent]:
+    streams = [_events(per_user, u) for u in users]
+    return [e for group in zip(*streams, strict=True) for e in group]
+
+
+def _outbox(engine: Engine) -> list[ListeningEvent]:
+    with engine.connect() as conn:
+        payloads = conn.scalars(select(OUTBOX.c.payload).order_by(OUTBOX.c.id)).all()
+    return [decode(p) for p in payloads]
+
+
+def _down_kafka() -> KafkaTransport:
+    return KafkaTransport(NO_BROKER, "t", timeout_seconds=0.5, api_version=MOCK_API_VERSION)
+
+
+class Recorder:
+    """A Kafka stand-in that records what it was asked to publish, slowly enough for two
+    relays to overlap (and at different speeds, so that one could overtake the other)."""
+
+    def __init__(self, log: list[ListeningEvent], lock: threading.Lock, delay: float) -> None:
+        self.log, self.lock, self.delay = log, lock, delay
+
+    def publish(self, events: Sequence[ListeningEvent]) -> None:
+        time.sleep(self.delay)
+        with self.lock:
+            self.log.extend(events)
+
+    def close(self) -> None:
+        pass
+
+
+@backends
+def test_kafka_down_events_go_to_the_outbox_once(engine: Engine) -> None:
+    transport = OutboxTransport(_down_kafka(), engine)
+    events = _interleaved(3, ["a", "b"])
+    started = time.monotonic()
+    transport.publish(events)  # no TransportError: the API answers 202
+    assert time.monotonic() - started < 3
+    assert _outbox(engine) == events
+    transport.publish(events[:4])  # the client retries: no new rows
+    transport.publish(events[1:2] * 2)
+    assert _outbox(engine) == events
+    with pytest.raises(TransportError):  # and the relay keeps them while Kafka is down
+        OutboxRelay(engine, transport.kafka).run_once()
+    assert _outbox(engine) == events
+    transport.close()
+
+
+@backends
+def test_relay_publishes_every_row_once_in_order(engine: Engine, mock_kafka: str) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = f"outbox-{uuid.uuid4().hex[:8]}"
+    events = _interleaved(6, ["a", "b", "c"])
+    write_outbox(engine, events)
+    kafka = KafkaTransport(mock_kafka, topic, api_version=MOCK_API_VERSION)
+    relay = OutboxRelay(engine, kafka)
+    batches = []
+    while sent := relay.run_once(limit=5):
+        batches.append(sent)
+    assert batches == [5, 5, 5, 3]
+    assert _outbox(engine) == []
+    kafka.close()
+
+    reader = Consumer({"bootstrap.servers": mock_kafka, "group.id": "unused", "log_level": 3})
+    reader.assign([TopicPartition(topic, p, 0) for p in range(4)])
+    messages = reader.consume(num_messages=len(events), timeout=5)
+    received = [decode(m.value() or b"") for m in messages]
+    reader.close()
+    assert sorted(e.event_id for e in received) == sorted(e.event_id for e in events)
+    for user in "abc":
+        assert [e for e in received if e.user_id == user] == [
+            e for e in events if e.user_id == user
+        ]
+
+
+def test_events_queue_behind_their_listeners_outbox_rows(engine: Engine, mock_kafka: str) -> None:
+    topic = f"outbox-{uuid.uuid4().hex[:8]}"
+    kafka = KafkaTransport(mock_kafka, topic, api_version=MOCK_API_VERSION)
+    transport = OutboxTransport(kafka, engine)
+    early, late = _events(2, "a"), _events(3, "a")[2:]
+    write_outbox(engine, early)  # Kafka was down a moment ago
+    transport.publish(late)  # Kafka is back, but a's earlier events are still queued
+    transport.publish(_events(1, "b"))  # b has none: straight to Kafka
+    assert _outbox(engine) == early + late
+    assert OutboxRelay(engine, kafka).run_once() == 3
+    transport.close()
+
+
+@backends
+def test_two_relays_send_each_row_once(engine: Engine) -> None:
+    users = [f"u{i}" for i in range(6)]
+    events = _interleaved(10, users)
+    write_outbox(engine, events)
+    published: list[ListeningEvent] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def relay(delay: float) -> None:
+        worker = OutboxRelay(engine, Recorder(published, lock, delay))
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if not worker.run_once(limit=7):
+                    with engine.connect() as conn:
+                        if not conn.scalar(select(func.count()).select_from(OUTBOX)):
+                            return
+                    time.sleep(0.01)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=relay, args=(d,)) for d in (0.05, 0.005)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert len(published) == len(events)  # none twice
+    assert {e.event_id for e in published} == {e.event_id for e in events}
+    for user in users:
+        assert [e for e in published if e.user_id == user] == [
+            e for e in events if e.user_id == user
+        ]
+    assert _outbox(engine) == []
+
+
+def test_publish_fails_when_kafka_and_the_outbox_are_down() -> None:
+    down_db = make_engine("postgresql+psycopg2://postgres@127.0.0.1:1/test")
+    transport = OutboxTransport(_down_kafka(), down_db, owns_engine=True)
+    with pytest.raises(TransportError, match="did not acknowledge.*outbox did not store") as info:
+        transport.publish(_events(2, "a"))
+    assert "\n" not in str(info.value)
+    transport.close()
+
+
+def test_kafka_buffer_is_bounded() -> None:
+    transport = KafkaTransport(NO_BROKER, "t", timeout_seconds=5.0, max_buffered=3)
+    started = time.monotonic()
+    with pytest.raises(TransportError, match="at most 3 are buffered"):
+        transport.publish(_events(4, "a"))  # refused before connecting: no 5 s wait
+    assert time.monotonic() - started < 0.5
+    assert transport._buffered == 0
+    transport.close()
