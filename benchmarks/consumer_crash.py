@@ -44,7 +44,13 @@ from musicrec.records import CatalogBatch, TrackRecord
 MOCK_API_VERSION = (2, 3)
 # The mock cluster holds a rejoin for about a session timeout: keep it short (and the members
 # of a killed worker are evicted after it).
-CONSUMER_CONFIG = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
+# max_poll_interval_ms is also the rebalance timeout: a join the killed member left half done
+# waits that long (300 s by default; seen stalling the CI-sized test).
+CONSUMER_CONFIG = {
+    "session_timeout_ms": 6000,
+    "heartbeat_interval_ms": 1000,
+    "max_poll_interval_ms": 15000,
+}
 TRACKS = [f"spotify:track:crash{i}" for i in range(50)]
 BACKLOG, CHUNK = 40_000, 5_000
 

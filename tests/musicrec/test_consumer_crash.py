@@ -59,7 +59,7 @@ def test_a_sigkilled_consumer_loses_and_duplicates_nothing(
         batch_size=100,
         hold_ms=30,
         seed=7,
-        timeout=100,
+        timeout=240,
         log_path=tmp_path / "workers.log",
     )
 
