@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, Executable, Table, delete, false, func, select
+from sqlalchemy import Engine, Table, delete, false, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from musicrec.config import Settings
@@ -369,19 +370,9 @@ def write_outbox(engine: Engine, events: Sequence[ListeningEvent]) -> int:
         for e in events
     }
     with engine.begin() as conn:
-        dialect = conn.dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects import postgresql
-
-            stmt: Executable = postgresql.insert(OUTBOX).on_conflict_do_nothing(
-                index_elements=["event_id"]
-            )
-        elif dialect == "sqlite":
-            from sqlalchemy.dialects import sqlite
-
-            stmt = sqlite.insert(OUTBOX).on_conflict_do_nothing(index_elements=["event_id"])
-        else:
-            raise NotImplementedError(f"outbox on {dialect}")
+        # The two databases the project runs on (Settings.database_backend).
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        stmt = insert(OUTBOX).on_conflict_do_nothing(index_elements=["event_id"])
         result = conn.execute(stmt, list(rows.values()))
     return max(result.rowcount, 0)
 
