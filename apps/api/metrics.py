@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from apps.ml.metrics import VersionInfo
 
 REQUEST_SECONDS = Histogram(
     "musicrec_api_request_latency_seconds",
@@ -27,20 +29,9 @@ FALLBACKS = Counter(
     "Recommendation responses not from the model as intended, by reason",
     ["route", "reason"],
 )
-MODEL_INFO = Gauge(
-    "musicrec_api_model_info", "The model version of the latest recommendation", ["version"]
+MODEL_INFO = VersionInfo(  # set from each answer: it changes on hot reload
+    "musicrec_api_model_info", "The model version of the latest recommendation"
 )
-_last_version: list[str] = []
-
-
-def observe_model(version: str | None) -> None:
-    """Record the model version the ML service answered with (changes on hot reload)."""
-    value = version or "none"
-    if _last_version != [value]:
-        for old in _last_version:
-            MODEL_INFO.remove(old)
-        MODEL_INFO.labels(version=value).set(1)
-        _last_version[:] = [value]
 
 
 class MetricsMiddleware:

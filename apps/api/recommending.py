@@ -37,5 +37,5 @@ async def recommendations(
     if result.fallback and result.fallback_reason:
         reason = result.fallback_reason.split(" (")[0]  # bounded label values
         metrics.FALLBACKS.labels(route=route, reason=reason).inc()
-    metrics.observe_model(result.model_version)
+    metrics.MODEL_INFO.set(result.model_version)
     return result

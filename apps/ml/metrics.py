@@ -18,9 +18,6 @@ FALLBACKS = Counter(
 RECOMMENDATIONS = Counter(
     "musicrec_ml_recommendations_total", "Responses by what produced them", ["route", "source"]
 )
-MODEL_INFO = Gauge(
-    "musicrec_ml_model_info", "The model being served (1 for the current version)", ["version"]
-)
 MODEL_RELOADS = Counter("musicrec_ml_model_reloads_total", "Model (re)loads", ["outcome"])
 DIVERSITY = Histogram(
     "musicrec_ml_intra_list_diversity",
@@ -29,15 +26,25 @@ DIVERSITY = Histogram(
 )
 
 
-_current: list[str] = []
+class VersionInfo:
+    """A gauge with one series, labelled with the current model version, at 1. (The old series
+    is removed, not clear()ed: Feast's import may switch prometheus_client's env to
+    multi-process mode, where clear() only warns.)"""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.gauge = Gauge(name, documentation, ["version"])
+        self.current: str | None = None
+
+    def set(self, version: str | None) -> None:
+        value = version or "none"
+        if value == self.current:
+            return
+        if self.current is not None:
+            self.gauge.remove(self.current)
+        self.gauge.labels(version=value).set(1)
+        self.current = value
 
 
-def set_model_version(version: str | None) -> None:
-    """One series, for the current version. (Not clear(): Feast's import switches
-    prometheus_client's env to multi-process mode, where clear() only warns.)"""
-    value = version or "none"
-    for old in _current:
-        if old != value:
-            MODEL_INFO.remove(old)
-    MODEL_INFO.labels(version=value).set(1)
-    _current[:] = [value]
+MODEL_INFO = VersionInfo(
+    "musicrec_ml_model_info", "The model being served (1 for the current version)"
+)

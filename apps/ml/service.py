@@ -117,7 +117,7 @@ class MLService:
                 log.exception("model reload failed")
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 metrics.MODEL_RELOADS.labels(outcome="failed").inc()
-            metrics.set_model_version(self._model.version if self._model else None)
+            metrics.MODEL_INFO.set(self._model.version if self._model else None)
             return self.status()
 
     def _reload_canary(self) -> None:
