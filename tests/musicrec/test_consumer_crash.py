@@ -26,8 +26,6 @@ from musicrec.db.bulk import write_batch
 from musicrec.db.migrate import upgrade
 from musicrec.db.models import ListeningEvent as EventRow
 
-pytestmark = pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning")
-
 
 @pytest.fixture
 def pg_engine(pg_schema_engine: Callable[[], Engine]) -> Engine:

@@ -37,9 +37,6 @@ from tests.conftest import backends
 from tests.feature_store.event_set import T0, T1, T2, T3, batch
 from tests.musicrec.conftest import MOCK_API_VERSION
 
-# kafka-python loads its protocol schemas with a deprecated importlib.resources call.
-pytestmark = pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning")
-
 UNKNOWN = "spotify:track:nowhere"
 
 

@@ -7,13 +7,12 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, func, select
 
 from musicrec.db.engine import make_engine
-from musicrec.events import EventType, ListeningEvent
+from musicrec.events import ListeningEvent
 from musicrec.transport import (
     OUTBOX,
     KafkaTransport,
@@ -24,28 +23,13 @@ from musicrec.transport import (
     write_outbox,
 )
 from tests.conftest import backends
-from tests.musicrec.conftest import MOCK_API_VERSION
+from tests.musicrec.conftest import MOCK_API_VERSION, play_events
 
-pytestmark = pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning")
-
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 NO_BROKER = "127.0.0.1:1"
 
 
-def _events(n: int, user: str) -> list[ListeningEvent]:
-    return [
-        ListeningEvent(
-            user_id=user,
-            track_id=f"spotify:track:{i:022d}",
-            event_type=EventType.PLAY,
-            occurred_at=T0 + timedelta(seconds=i),
-        )
-        for i in range(n)
-    ]
-
-
 def _interleaved(per_user: int, users: Sequence[str]) -> list[ListeningEvent]:
-    streams = [_events(per_user, u) for u in users]
+    streams = [play_events(per_user, u) for u in users]
     return [e for group in zip(*streams, strict=True) for e in group]
 
 
@@ -124,10 +108,10 @@ def test_events_queue_behind_their_listeners_outbox_rows(engine: Engine, mock_ka
     topic = f"outbox-{uuid.uuid4().hex[:8]}"
     kafka = KafkaTransport(mock_kafka, topic, api_version=MOCK_API_VERSION)
     transport = OutboxTransport(kafka, engine)
-    early, late = _events(2, "a"), _events(3, "a")[2:]
+    early, late = play_events(2, "a"), play_events(3, "a")[2:]
     write_outbox(engine, early)  # Kafka was down a moment ago
     transport.publish(late)  # Kafka is back, but a's earlier events are still queued
-    transport.publish(_events(1, "b"))  # b has none: straight to Kafka
+    transport.publish(play_events(1, "b"))  # b has none: straight to Kafka
     assert _outbox(engine) == early + late
     assert OutboxRelay(engine, kafka).run_once() == 3
     transport.close()
@@ -174,7 +158,7 @@ def test_publish_fails_when_kafka_and_the_outbox_are_down() -> None:
     down_db = make_engine("postgresql+psycopg2://postgres@127.0.0.1:1/test")
     transport = OutboxTransport(_down_kafka(), down_db, owns_engine=True)
     with pytest.raises(TransportError, match="did not acknowledge.*outbox did not store") as info:
-        transport.publish(_events(2, "a"))
+        transport.publish(play_events(2, "a"))
     assert "\n" not in str(info.value)
     transport.close()
 
@@ -183,7 +167,7 @@ def test_kafka_buffer_is_bounded() -> None:
     transport = KafkaTransport(NO_BROKER, "t", timeout_seconds=5.0, max_buffered=3)
     started = time.monotonic()
     with pytest.raises(TransportError, match="at most 3 are buffered"):
-        transport.publish(_events(4, "a"))  # refused before connecting: no 5 s wait
+        transport.publish(play_events(4, "a"))  # refused before connecting: no 5 s wait
     assert time.monotonic() - started < 0.5
     assert transport._buffered == 0
     transport.close()

@@ -9,13 +9,12 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from musicrec.config import REPO_ROOT, Settings
-from musicrec.events import EventType, ListeningEvent
+from musicrec.events import ListeningEvent
 from musicrec.transport import (
     InProcessTransport,
     KafkaTransport,
@@ -23,26 +22,7 @@ from musicrec.transport import (
     TransportError,
     transport_for,
 )
-from tests.musicrec.conftest import MOCK_API_VERSION
-
-# kafka-python loads its protocol schemas with a deprecated importlib.resources call.
-pytestmark = pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning")
-
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-def _events(n: int, user: str = "u1") -> list[ListeningEvent]:
-    return [
-        ListeningEvent(
-            user_id=user,
-            track_id=f"spotify:track:{i:022d}",
-            event_type=EventType.PLAY,
-            occurred_at=T0 + timedelta(seconds=i),
-            ms_played=1000 * i,
-        )
-        for i in range(n)
-    ]
-
+from tests.musicrec.conftest import MOCK_API_VERSION, play_events
 
 CRASHING_PUBLISHER = """
 import os, sys
@@ -57,7 +37,7 @@ os._exit(0)  # no close, no cleanup: as if the process died right after the 202
 
 def test_published_events_survive_the_process(tmp_path: Path) -> None:
     path = tmp_path / "queue.db"
-    events = _events(3)
+    events = play_events(3)
     subprocess.run(
         [sys.executable, "-c", CRASHING_PUBLISHER, str(path)],
         input="\n".join(e.model_dump_json() for e in events),
@@ -75,7 +55,7 @@ def test_published_events_survive_the_process(tmp_path: Path) -> None:
 
 def test_concurrent_publishers_lose_nothing_and_keep_each_ones_order(tmp_path: Path) -> None:
     queue = InProcessTransport(tmp_path / "queue.db")
-    per_thread = {f"u{t}": _events(40, user=f"u{t}") for t in range(8)}
+    per_thread = {f"u{t}": play_events(40, user=f"u{t}") for t in range(8)}
     errors: list[BaseException] = []
 
     def publish(events: list[ListeningEvent]) -> None:
@@ -100,7 +80,7 @@ def test_concurrent_publishers_lose_nothing_and_keep_each_ones_order(tmp_path: P
 
 def test_events_are_redelivered_until_acknowledged(tmp_path: Path) -> None:
     path = tmp_path / "queue.db"
-    events = _events(5)
+    events = play_events(5)
     queue = InProcessTransport(path)
     queue.publish(events)
 
@@ -123,7 +103,7 @@ def test_events_are_redelivered_until_acknowledged(tmp_path: Path) -> None:
 
 def test_receive_wakes_up_on_publish(tmp_path: Path) -> None:
     queue = InProcessTransport(tmp_path / "queue.db")
-    event = _events(1)[0]
+    event = play_events(1)[0]
     timer = threading.Timer(0.1, queue.publish, args=([event],))
     timer.start()
     started = time.monotonic()
@@ -142,7 +122,7 @@ def test_invalid_entries_are_set_aside(tmp_path: Path) -> None:
             "INSERT INTO queued_events (event_id, payload, enqueued_at) VALUES ('x', '{}', 0)"
         )
     raw.close()
-    events = _events(1)
+    events = play_events(1)
     queue.publish(events)
     assert [q.event for q in queue.receive()] == events
     assert queue.pending() == 1  # the invalid entry left the queue
@@ -158,12 +138,12 @@ def test_publish_fails_within_the_timeout_when_the_queue_stays_locked(tmp_path: 
     other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
     started = time.monotonic()
     with pytest.raises(TransportError, match="did not store 2 event") as info:
-        queue.publish(_events(2))
+        queue.publish(play_events(2))
     assert time.monotonic() - started < 1.5
     assert "\n" not in str(info.value)
     other.execute("ROLLBACK")
     other.close()
-    queue.publish(_events(2))  # and works again once the lock is gone
+    queue.publish(play_events(2))  # and works again once the lock is gone
     assert queue.pending() == 2
     queue.close()
 
@@ -184,7 +164,9 @@ def test_kafka_publish_is_keyed_by_listener(mock_kafka: str) -> None:
 
     topic = "transport-round-trip"
     transport = KafkaTransport(mock_kafka, topic, api_version=MOCK_API_VERSION)
-    events = [e for pair in zip(_events(5, "a"), _events(5, "b"), strict=True) for e in pair]
+    events = [
+        e for pair in zip(play_events(5, "a"), play_events(5, "b"), strict=True) for e in pair
+    ]
     transport.publish(events)
     transport.close()
 
@@ -211,7 +193,7 @@ def test_kafka_publish_fails_fast_without_a_broker(api_version: tuple[int, ...] 
     transport = KafkaTransport("127.0.0.1:1", "t", timeout_seconds=1.0, api_version=api_version)
     started = time.monotonic()
     with pytest.raises(TransportError, match="did not acknowledge 2 event") as info:
-        transport.publish(_events(2))
+        transport.publish(play_events(2))
     assert time.monotonic() - started < 2.0
     assert "\n" not in str(info.value)
     transport.close()
