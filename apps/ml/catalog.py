@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -32,16 +33,11 @@ class TrackInfo:
 class Catalog:
     def __init__(self, tracks: list[TrackInfo], keys: list[str], popular: list[str]) -> None:
         self.tracks = {t.uri: t for t in tracks}
-        self.by_key: dict[str, str] = {}
+        self.by_key: dict[str, list[str]] = defaultdict(list)  # one key can name several releases
         for track, key in zip(tracks, keys, strict=True):
-            self.by_key.setdefault(key, track.uri)
+            self.by_key[key].append(track.uri)
         self.popular = [uri for uri in popular if uri in self.tracks]
         rank = {uri: i for i, uri in enumerate(self.popular)}
-        self.popular_by_genre: dict[str, list[str]] = defaultdict(list)
-        for uri in self.popular:
-            genre = self.tracks[uri].genre
-            if genre:
-                self.popular_by_genre[genre].append(uri)
         self._search = SearchIndex(tracks, rank)
 
     @classmethod
@@ -74,12 +70,16 @@ class Catalog:
     def __len__(self) -> int:
         return len(self.tracks)
 
-    def match(self, name: str, artist: str, uri: str | None = None) -> str | None:
+    def match(
+        self, name: str, artist: str, uri: str | None = None, known: Container[str] = ()
+    ) -> str | None:
         """The catalog track a seed names: by URI when given and known, else by normalized
-        artist and title."""
+        artist and title, preferring a release in `known` (the model's tracks), as
+        ml_pipeline.cold_start's database matching does."""
         if uri and uri in self.tracks:
             return uri
-        return self.by_key.get(track_key(artist, name))
+        releases = self.by_key.get(track_key(artist, name), [])
+        return next((u for u in releases if u in known), releases[0] if releases else None)
 
     def search(self, query: str, limit: int = 20) -> list[TrackInfo]:
         return [self.tracks[uri] for uri in self._search.find(query, limit)]

@@ -305,11 +305,13 @@ class MLService:
         from ml_pipeline.cold_start import SeedTrack as Seed
         from ml_pipeline.onnx_export import top_items
 
+        model = self._model
+        model_tracks = model.index if model is not None else {}
         matched = [
-            self.catalog.match(s.track_name, s.artist_name, s.track_uri) for s in query.tracks
+            self.catalog.match(s.track_name, s.artist_name, s.track_uri, model_tracks)
+            for s in query.tracks
         ]
         unmatched = sum(uri is None for uri in matched)
-        model = self._model
         if model is None:
             if unmatched == len(matched):
                 raise NoSeedMatched("none of the tracks is in the catalog")
