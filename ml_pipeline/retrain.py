@@ -17,7 +17,7 @@ import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from sqlalchemy import Engine
@@ -28,10 +28,12 @@ from ml_pipeline.sequences import SequenceData, pad_left
 from ml_pipeline.splits import Split
 from musicrec.config import Settings
 
+if TYPE_CHECKING:
+    from apps.ml.model import ModelSource
+
 log = logging.getLogger(__name__)
 
 METRIC = "ndcg@10"
-ALIASES = ("staging", "canary", "production")
 
 
 def train_candidate(
@@ -114,13 +116,12 @@ def decide(
 def retrain(engine: Engine, settings: Settings, epochs: int, margin: float) -> Decision:
     from mlflow import MlflowClient
 
-    from apps.ml.model import locate_model
     from ml_pipeline.tracking import TrainingRun
     from ml_pipeline.train_transformer import evaluate, export_serving
 
     model, data, split = train_candidate(engine, settings, epochs)
     candidate = evaluate(model, data, split, "test", "full_ranking")
-    current = _production_source(settings, locate_model)
+    current = _production_source(settings)
     production = evaluate_checkpoint(current.checkpoint, data, split) if current else None
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     path = settings.var_dir / "models" / "candidates" / f"hybrid-{stamp}.pt"
@@ -158,10 +159,12 @@ def retrain(engine: Engine, settings: Settings, epochs: int, margin: float) -> D
     return decision
 
 
-def _production_source(settings: Settings, locate: Any) -> Any:
+def _production_source(settings: Settings) -> ModelSource | None:
     """The model production serves now (None when there is none)."""
+    from apps.ml.model import locate_model
+
     try:
-        return locate(settings)
+        return locate_model(settings)
     except Exception as exc:  # a broken production model: the candidate is compared to none
         log.warning("production model not loadable, compared to none: %s", exc)
         return None

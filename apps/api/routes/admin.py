@@ -16,7 +16,6 @@ router = APIRouter(
     dependencies=[Depends(admin)],
     responses={401: {"model": Problem}, 403: {"model": Problem}},
 )
-ALIASES = ("staging", "canary", "production")
 
 
 @router.get("/model", response_model=ModelStatus)
