@@ -22,18 +22,21 @@ async def recommendations(
     call: Awaitable[Recommendations],
     k: int,
     diversity: float,
-    exclude: set[str] | None = None,
 ) -> Recommendations:
     try:
-        result = await call
+        return _observed(route, await call)
     except NoSeedMatched:
         raise
     except MLUnavailable as exc:
-        result = popular(state.catalog(), k, diversity, exclude or set(), str(exc), None)
+        reason = str(exc)
     except Exception:  # a bug or a broken model must not take recommendations down
         log.exception("recommendation failed on %s", route)
         reason = "recommender error"
-        result = popular(state.catalog(), k, diversity, exclude or set(), reason, None)
+    return _observed(route, popular(state.catalog(), k, diversity, set(), reason, None))
+
+
+def _observed(route: str, result: Recommendations) -> Recommendations:
+    """Count a fallback by its reason and note the model version that answered."""
     if result.fallback and result.fallback_reason:
         reason = result.fallback_reason.split(" (")[0]  # bounded label values
         metrics.FALLBACKS.labels(route=route, reason=reason).inc()
