@@ -82,8 +82,24 @@ class Settings(BaseSettings):
     event_publish_timeout_seconds: float = Field(default=5.0, gt=0)
     event_queue_path: Path | None = None
 
+    # Interest graphs (ml_pipeline/generate_interest_graph.py): the provider of a run, the
+    # language models' names and endpoints (empty: the vendor's), and how requests are made.
+    interest_graph_provider: Literal["local", "anthropic", "openai"] = "local"
     anthropic_api_key: SecretStr | None = None
+    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_base_url: str | None = None
     openai_api_key: SecretStr | None = None
+    openai_model: str = "gpt-5-mini"
+    openai_base_url: str | None = None
+    llm_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Retries of a request answered 429 or 5xx, or timed out: exponential backoff with jitter,
+    # starting at llm_backoff_seconds (a Retry-After header, when sent, is honoured).
+    llm_max_retries: int = Field(default=4, ge=0)
+    llm_backoff_seconds: float = Field(default=1.0, ge=0)
+    llm_max_backoff_seconds: float = Field(default=30.0, gt=0)
+    # Requests in flight at once over a run (provider rate limits are per minute and account).
+    llm_concurrency: int = Field(default=4, ge=1)
+    llm_max_output_tokens: int = Field(default=2048, ge=256)
 
     # Real data. MPD_PATH points at a folder (or file) of MPD slice JSON; the shared data folder
     # is used when present (it is never copied into the repository).
