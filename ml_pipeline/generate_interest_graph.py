@@ -48,18 +48,16 @@ class ProviderNotReady(UserError):
 
 
 def make_provider(name: str, settings: Settings) -> GraphProvider:
+    if name not in PROVIDERS:
+        raise UserError(f"--provider must be one of {', '.join(PROVIDERS)}, got {name!r}")
     if name == "local":
         return LocalProvider()
     from ml_pipeline.interest_graph.llm import AnthropicProvider, OpenAIProvider  # the SDKs
 
     try:
-        if name == "anthropic":
-            return AnthropicProvider(settings)
-        if name == "openai":
-            return OpenAIProvider(settings)
+        return AnthropicProvider(settings) if name == "anthropic" else OpenAIProvider(settings)
     except ProviderUnavailable as exc:
         raise ProviderNotReady(str(exc)) from exc
-    raise UserError(f"--provider must be one of {', '.join(PROVIDERS)}, got {name!r}")
 
 
 @dataclass

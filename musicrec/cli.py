@@ -8,7 +8,7 @@ import typer
 
 from apps.api.keys_cli import app as api_keys_app
 from feature_store.cli import app as features_app
-from ml_pipeline import embed_new_tracks
+from ml_pipeline import embed_new_tracks, generate_interest_graph
 from ml_pipeline.ingest.cli import app as ingest_app
 from musicrec.console import cli_errors, console, counts_table
 from musicrec.db import migrate
@@ -43,6 +43,7 @@ def db_downgrade(revision: Annotated[str, typer.Argument()] = "base") -> None:
 
 
 app.command("embed-new-tracks")(embed_new_tracks.command)
+app.command("interest-graph")(generate_interest_graph.command)
 
 
 @app.command()

@@ -34,21 +34,37 @@ G = cast(Table, UserInterestGraph.__table__)
 MAX_EVENTS = 2000
 
 
-def load_facets(engine: Engine) -> Facets:
+Membership = tuple[str, str, str]  # playlist key, playlist name, artist key
+TrackRow = tuple[str, str, str | None, float | None, float | None]  # see Facets.build
+
+
+def facet_rows(engine: Engine) -> tuple[list[Membership], list[TrackRow]]:
+    """What Facets.build takes, from the catalog: every playlist track's artist with the
+    playlist's name, and each track's artist, genre, energy and valence."""
     with engine.connect() as conn:
-        memberships = conn.execute(
-            select(P.id, P.name, A.match_key)
-            .select_from(PlaylistTrack.__table__)
-            .join(Playlist.__table__, P.id == PT.playlist_id)
-            .join(Track.__table__, T.id == PT.track_id)
-            .join(Artist.__table__, A.id == T.artist_id)
-        ).tuples()
-        tracks = conn.execute(
-            select(T.spotify_uri, A.match_key, T.genre, T.energy, T.valence).join(
-                Artist.__table__, A.id == T.artist_id
+        memberships = [
+            (str(p), n, a)
+            for p, n, a in conn.execute(
+                select(P.id, P.name, A.match_key)
+                .select_from(PlaylistTrack.__table__)
+                .join(Playlist.__table__, P.id == PT.playlist_id)
+                .join(Track.__table__, T.id == PT.track_id)
+                .join(Artist.__table__, A.id == T.artist_id)
             )
-        ).tuples()
-        return Facets.build(((str(p), n, a) for p, n, a in memberships), tracks)
+        ]
+        tracks: list[TrackRow] = [
+            (uri, artist, genre, energy, valence)
+            for uri, artist, genre, energy, valence in conn.execute(
+                select(T.spotify_uri, A.match_key, T.genre, T.energy, T.valence).join(
+                    Artist.__table__, A.id == T.artist_id
+                )
+            )
+        ]
+    return memberships, tracks
+
+
+def load_facets(engine: Engine) -> Facets:
+    return Facets.build(*facet_rows(engine))
 
 
 def period_start(now: datetime) -> datetime:
@@ -97,7 +113,7 @@ def load_listens(engine: Engine, user_ids: Sequence[int]) -> dict[int, list[List
     )
     listens: dict[int, list[Listen]] = defaultdict(list)
     with engine.connect() as conn:
-        for user, uri, artist, kind, when, *features in conn.execute(query).tuples():
+        for user, uri, artist, kind, when, *features in conn.execute(query):
             known = tuple(features) if any(f is not None for f in features) else ()
             listens[user].append(Listen(uri, artist, kind, as_utc(when), known))
     return listens
@@ -147,4 +163,4 @@ def stored_graphs(
     if user_ids is not None:
         query = query.where(G.c.user_id.in_(user_ids))
     with engine.connect() as conn:
-        return {user: graph for user, graph in conn.execute(query).tuples()}
+        return {user: graph for user, graph in conn.execute(query)}
