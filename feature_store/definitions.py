@@ -1,4 +1,4 @@
-"""Feast definitions: entities, sources, the seven feature views, push sources and the feature
+"""Feast definitions: entities, sources, the feature views, push sources and the feature
 service. Feature names and types come from the feature tables in musicrec/db/models.py, so the
 Feast schema and the tables the batch job writes cannot drift apart.
 
@@ -39,6 +39,7 @@ from musicrec.db.models import (
     FEAT_TRACK_AUDIO_FEATURES,
     FEAT_TRACK_POPULARITY,
     FEAT_USER_AUDIO_PREFERENCES,
+    FEAT_USER_INTEREST_GRAPH,
     FEAT_USER_LISTENING_STATS,
     FEAT_USER_RECENT_TRACKS,
     FEAT_USER_TRACK_INTERACTIONS,
@@ -69,6 +70,8 @@ VIEWS: dict[str, tuple[Table, list[Entity], timedelta, bool]] = {
     ),
     # The SASRec input sequence: a listener's last tracks stay valid however old they are.
     "user_recent_tracks": (FEAT_USER_RECENT_TRACKS, [user], timedelta(0), True),
+    # Regenerated monthly and pushed by that job; a graph stays valid until the next one.
+    "user_interest_graph": (FEAT_USER_INTEREST_GRAPH, [user], timedelta(0), True),
 }
 NOT_FEATURES = {"user_id", "track_id", "event_timestamp", "created"}
 

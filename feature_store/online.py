@@ -27,7 +27,12 @@ from feature_store.fast_online import RedisFeatureReader
 from feature_store.store import open_store
 from musicrec.config import Settings
 
-USER_VIEWS = ("user_listening_stats", "user_audio_preferences", "user_recent_tracks")
+USER_VIEWS = (
+    "user_listening_stats",
+    "user_audio_preferences",
+    "user_recent_tracks",
+    "user_interest_graph",
+)
 TRACK_VIEWS = ("track_audio_features", "track_popularity")
 PAIR_VIEWS = ("user_track_interactions",)
 CONTEXT_VIEW = "context_aware_features"
@@ -48,6 +53,7 @@ DEFAULTS = {
     # No play or click on record: an empty sequence, which the model handles as cold start.
     "user_recent_tracks__track_ids": "",
     "user_recent_tracks__n_tracks": 0,
+    "user_interest_graph__profile": "",  # no graph yet: ranking is the model's alone
 }
 
 

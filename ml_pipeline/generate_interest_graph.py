@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
+import pandas as pd
 import typer
+from feast import FeatureStore
 from sqlalchemy import Engine, func, select
 
+from feature_store import store as feature_store
 from ml_pipeline.interest_graph.generator import Outcome, generate_graph
 from ml_pipeline.interest_graph.local import LocalProvider
 from ml_pipeline.interest_graph.providers import GraphProvider, ProviderUnavailable, Usage
@@ -69,6 +72,9 @@ class RunReport:
     skipped: int = 0
     usage: Usage = Usage()
     seconds: float = 0.0
+    # Profiles stored but not pushed to the online store (unreachable): the daily
+    # materialization carries them there.
+    not_pushed: int = 0
     failures: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -95,6 +101,7 @@ def generate_interest_graphs(
         report.seconds = time.perf_counter() - started
         return report
     facets = load_facets(engine)
+    store = feature_store.apply(settings, engine)
     with ThreadPoolExecutor(max_workers=settings.llm_concurrency) as pool:
         for start in range(0, len(pending), batch_size):
             batch = pending[start : start + batch_size]
@@ -110,7 +117,8 @@ def generate_interest_graphs(
                     "before it; the next run resumes)"
                 ) from exc
             rows = [GraphRow(u, o.graph, o.error) for u, o in zip(batch, outcomes, strict=True)]
-            save_graphs(engine, rows, provider.name, provider.model, now)
+            profiles = save_graphs(engine, rows, provider.name, provider.model, now)
+            report.not_pushed += push_profiles(store, profiles, now)
             for row, outcome in zip(rows, outcomes, strict=True):
                 report.usage += outcome.usage
                 if row.graph is None:
@@ -123,6 +131,22 @@ def generate_interest_graphs(
                 on_batch(start + len(batch), len(pending))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def push_profiles(store: FeatureStore, profiles: dict[str, str], when: datetime) -> int:
+    """Push the profiles online at once; returns how many could not be pushed."""
+    if not profiles:
+        return 0
+    rows = [
+        {"user_id": k, "profile": p, "event_timestamp": when, "created": when}
+        for k, p in profiles.items()
+    ]
+    try:
+        store.push("user_interest_graph_push", pd.DataFrame(rows))
+    except Exception as exc:  # noqa: BLE001 — stored offline already; materialization catches up
+        log.warning("interest profiles not pushed online (%s); materialization will", exc)
+        return len(profiles)
+    return 0
 
 
 def _listeners_with_events(engine: Engine, user_id: int | None) -> int:
@@ -192,6 +216,11 @@ def command(
         f"{report.skipped:,} skipped (done this month); tokens {report.usage.input_tokens:,} in "
         f"/ {report.usage.output_tokens:,} out; {report.seconds:.1f} s"
     )
+    if report.not_pushed:
+        console.print(
+            f"  {report.not_pushed:,} profiles not pushed online (store unreachable): "
+            "`musicrec features materialize` carries them there"
+        )
     for failed_user, reason in report.failures[:10]:
         console.print(f"  failed: listener {failed_user}: {reason}", highlight=False)
     if report.failed and not report.done:

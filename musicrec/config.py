@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     # Requests in flight at once over a run (provider rate limits are per minute and account).
     llm_concurrency: int = Field(default=4, ge=1)
     llm_max_output_tokens: int = Field(default=2048, ge=256)
+    # Ranking: the listener's interest-graph affinity is added to the model's standardized
+    # scores with this weight (0: off). 1.0 sits in the plateau that validation found best on
+    # unseen MPD playlists (docs/results.md, "Interest graph").
+    interest_graph_weight: float = Field(default=1.0, ge=0)
 
     # Real data. MPD_PATH points at a folder (or file) of MPD slice JSON; the shared data folder
     # is used when present (it is never copied into the repository).

@@ -28,6 +28,9 @@ from apps.ml.model import ModelSource, ServingModel, in_canary, locate_canary, l
 from apps.ml.responses import popular, response, track
 from apps.ml.schemas import ModelStatus, PredictQuery, Recommendations, UserQuery
 from feature_store.online import OnlineFeatures, recent_tracks
+from ml_pipeline.interest_graph.affinity import InterestProfile, rerank_scores
+from ml_pipeline.interest_graph.facets import Facets
+from ml_pipeline.interest_graph.storage import load_facets
 from musicrec.config import Settings
 from musicrec.errors import UserError
 
@@ -81,6 +84,7 @@ class MLService:
         self.settings = settings
         self.engine = engine
         self.catalog = Catalog.load(engine)
+        self.facets = self._load_facets()
         self._features = features
         self._clock = clock
         self._store_down_until = 0.0
@@ -144,8 +148,10 @@ class MLService:
         model = ServingModel.load(source, self.engine, self._encoder)
         if model.text_path is not None:
             self._encoder = model.text_path.encoder
-        catalog = Catalog.load(self.engine) if self._model is not None else self.catalog
-        self.catalog, self._model = catalog, model
+        reloading = self._model is not None
+        catalog = Catalog.load(self.engine) if reloading else self.catalog
+        facets = self._load_facets() if reloading else self.facets
+        self.catalog, self.facets, self._model = catalog, facets, model
         log.info("serving model %s (%d items)", model.version, model.n_items)
 
     def status(self) -> ModelStatus:
@@ -266,11 +272,38 @@ class MLService:
             if model.vocabulary[i] not in heard and model.vocabulary[i] in tracks
         ]
         keep = self._not_played(query, [model.vocabulary[candidates[j]] for j in fresh], fresh)
-        result = self._ranked(query, candidates[keep], scores[keep], model, items)
+        pool, pool_scores = candidates[keep], scores[keep]
+        if profile := values.get("user_interest_graph__profile"):
+            pool_scores = self._with_interests(profile, pool, pool_scores, model)
+        result = self._ranked(query, pool, pool_scores, model, items)
         result.user_id = query.user_id
         self.last_responses.put(query.user_id, result)
         metrics.RECOMMENDATIONS.labels(route="user", source="model").inc()
         return result
+
+    def _load_facets(self) -> Facets | None:
+        if self.settings.interest_graph_weight <= 0:
+            return None
+        return load_facets(self.engine)
+
+    def _with_interests(
+        self,
+        profile: str,
+        pool: NDArray[np.int64],
+        scores: NDArray[np.floating],
+        model: ServingModel,
+    ) -> NDArray[np.floating]:
+        """The pool's scores with the listener's interest-graph affinity added; the model's
+        scores as they are when there is no graph to read (a profile is never worth a 500)."""
+        if self.facets is None or len(pool) < 2:
+            return scores
+        try:
+            interests = InterestProfile.from_json(profile)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("unreadable interest profile: %s", exc)
+            return scores
+        affinity = interests.affinity(self.facets, [model.vocabulary[i] for i in pool.tolist()])
+        return rerank_scores(scores, affinity, self.settings.interest_graph_weight)
 
     def _not_played(self, query: UserQuery, uris: list[str], keys: list[int]) -> list[int]:
         """The keys of the best candidates the listener has not played or skipped in the

@@ -13,10 +13,12 @@ from typing import Any, cast
 from sqlalchemy import Engine, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ml_pipeline.interest_graph.affinity import InterestProfile
 from ml_pipeline.interest_graph.facets import Facets
 from ml_pipeline.interest_graph.schema import GRAPH_VERSION, InterestGraph
 from ml_pipeline.interest_graph.summary import AUDIO_STATS, Listen
 from musicrec.db.models import (
+    FEAT_USER_INTEREST_GRAPH,
     Artist,
     ListeningEvent,
     Playlist,
@@ -128,11 +130,13 @@ class GraphRow:
 
 def save_graphs(
     engine: Engine, rows: Sequence[GraphRow], provider: str, model: str, when: datetime
-) -> None:
+) -> dict[str, str]:
     """Upsert one row per listener, in one transaction: a valid graph (status ok), or the
-    failure's reason (status failed, no graph)."""
+    failure's reason (status failed, no graph); and, for each valid graph, its ranking profile
+    into the feature table (the online view's offline source). Returns the profiles stored, by
+    the listener's external id (the feature store's user key)."""
     if not rows:
-        return
+        return {}
     values = [
         {
             "user_id": row.user_id,
@@ -153,6 +157,21 @@ def save_graphs(
         # A failure replaces last period's graph here too (the table says what this run
         # found); the online store keeps serving the last valid profile until a new one.
         conn.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_=updated), values)
+        valid = {row.user_id: row.graph for row in rows if row.graph is not None}
+        if not valid:
+            return {}
+        keys = dict(conn.execute(select(U.id, U.external_id).where(U.id.in_(valid))).all())
+        profiles = {
+            keys[user]: InterestProfile.from_graph(graph).to_json() for user, graph in valid.items()
+        }
+        conn.execute(
+            FEAT_USER_INTEREST_GRAPH.insert(),
+            [
+                {"user_id": k, "event_timestamp": when, "created": when, "profile": p}
+                for k, p in profiles.items()
+            ],
+        )
+    return profiles
 
 
 def stored_graphs(

@@ -4,7 +4,6 @@ provider that cannot serve stopping the run with what was stored kept; and the C
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,13 @@ from typer.testing import CliRunner
 from ml_pipeline.generate_interest_graph import ProviderNotReady, generate_interest_graphs
 from ml_pipeline.ingest.loader import load_mpd
 from ml_pipeline.interest_graph.local import LocalProvider
-from ml_pipeline.interest_graph.providers import (
-    Completion,
-    GraphRequest,
-    ProviderError,
-    ProviderUnavailable,
-    Usage,
-)
+from ml_pipeline.interest_graph.providers import ProviderError, ProviderUnavailable, Usage
 from ml_pipeline.interest_graph.schema import GRAPH_VERSION, InterestGraph
 from musicrec.cli import app
 from musicrec.config import Settings
 from musicrec.db.models import User, UserInterestGraph
 from tests.conftest import backends
+from tests.ml_pipeline.interest_graph.scripted import Scripted
 
 G = UserInterestGraph.__table__.c
 
@@ -69,23 +63,6 @@ def test_local_run_fills_the_table_with_valid_graphs_and_resumes(
     assert generate_interest_graphs(mpd, settings, LocalProvider()).done == 1
     forced = generate_interest_graphs(mpd, settings, LocalProvider(), force=True, user_id=2)
     assert (forced.done, forced.skipped) == (1, 0)
-
-
-class Scripted:
-    """A provider answering from a script, one answer per request, recording the requests."""
-
-    name, model = "scripted", "script-1"
-
-    def __init__(self, answers: list[str | Exception]) -> None:
-        self.answers: Iterator[str | Exception] = iter(answers)
-        self.requests: list[GraphRequest] = []
-
-    def generate(self, request: GraphRequest) -> Completion:
-        self.requests.append(request)
-        answer = next(self.answers)
-        if isinstance(answer, Exception):
-            raise answer
-        return Completion(answer, Usage(100, 20))
 
 
 VALID = '{"nodes": [{"id": "g", "kind": "genre", "label": "pop", "weight": 0.9}]}'
