@@ -35,7 +35,7 @@ def cronjobs() -> dict[str, list[str]]:
 
 def test_crontab_and_cronjobs_agree() -> None:
     assert crontab() == cronjobs()
-    assert len(crontab()) == 3
+    assert len(crontab()) == 4
 
 
 def test_every_scheduled_command_exists() -> None:
