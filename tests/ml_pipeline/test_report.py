@@ -25,7 +25,14 @@ RESULT = {
 
 BLOCKS = "".join(
     f"<!-- generated:{name} -->\n<!-- end:{name} -->\n"
-    for name in ("models", "cold-start", "onnx-parity", "inference", "training-speed")
+    for name in (
+        "models",
+        "cold-start",
+        "onnx-parity",
+        "inference",
+        "training-speed",
+        "interest-graph",
+    )
 )
 
 
@@ -97,8 +104,8 @@ def test_benchmarks_not_run_yet_say_so(tmp_path: Path, results: Path) -> None:
     doc = tmp_path / "results.md"
     doc.write_text("<!-- generated:sequential -->\n<!-- end:sequential -->\n" + BLOCKS)
     main(doc, results)
-    # cold start, inference, training speed
-    assert doc.read_text().count("(not measured yet)") == 3
+    # cold start, inference, training speed, interest graph
+    assert doc.read_text().count("(not measured yet)") == 4
 
 
 def _doc(model: str, split: str, **metrics: dict[str, float]) -> dict[str, object]:
@@ -145,3 +152,31 @@ def test_cold_start_tables(tmp_path: Path) -> None:
     assert "0.0600 / 0.1000 = **0.60×** (goal ≥ 0.5×)" in block
     assert "hybrid NDCG@10 0.0588 vs SASRec 0.0600: **-2.0%**" in block
     assert "| hybrid | 0.0100 | 0.0050 | 0.0300 | 0.0150 | 0.0500 | 0.0250 | 0.4000 |" in block
+
+
+def test_interest_graph_table() -> None:
+    from ml_pipeline.report import interest_graph_table
+
+    metrics = {"ndcg@10": 0.1, "recall@10": 0.05, "hit_rate@20": 0.6}
+    doc = {
+        "playlists": {"train": 800, "valid": 100, "test": 100},
+        "evaluated": {"valid": 90, "test": 95},
+        "epochs": 40,
+        "items": 5000,
+        "min_item_count": 5,
+        "candidates": 100,
+        "provider": "local",
+        "seconds": 12.3,
+        "results": {
+            "graph": {
+                "weight": 2.0,
+                "test_model_only": metrics,
+                "test_reranked": {**metrics, "ndcg@10": 0.125},
+                "test_ndcg@10_delta": 0.025,
+                "test_ndcg@10_delta_ci95": 0.01,
+            }
+        },
+    }
+    table = interest_graph_table(doc)
+    assert "| whole graph | 2.0 | 0.1000 | 0.1250 | +0.0250 ± 0.0100 |" in table
+    assert "90 validation and 95 test playlists evaluated" in table
