@@ -101,7 +101,7 @@ def generate_interest_graphs(
         report.seconds = time.perf_counter() - started
         return report
     facets = load_facets(engine)
-    store = feature_store.apply(settings, engine)
+    store = _online_store(settings, engine)
     with ThreadPoolExecutor(max_workers=settings.llm_concurrency) as pool:
         for start in range(0, len(pending), batch_size):
             batch = pending[start : start + batch_size]
@@ -118,7 +118,10 @@ def generate_interest_graphs(
                 ) from exc
             rows = [GraphRow(u, o.graph, o.error) for u, o in zip(batch, outcomes, strict=True)]
             profiles = save_graphs(engine, rows, provider.name, provider.model, now)
-            report.not_pushed += push_profiles(store, profiles, now)
+            not_pushed = push_profiles(store, profiles, now)
+            if not_pushed:
+                store = None  # unreachable: the next batches do not wait on it again
+            report.not_pushed += not_pushed
             for row, outcome in zip(rows, outcomes, strict=True):
                 report.usage += outcome.usage
                 if row.graph is None:
@@ -133,10 +136,22 @@ def generate_interest_graphs(
     return report
 
 
-def push_profiles(store: FeatureStore, profiles: dict[str, str], when: datetime) -> int:
+def _online_store(settings: Settings, engine: Engine) -> FeatureStore | None:
+    """The feature store with the current definitions applied; None when it cannot be reached:
+    the graphs are still worth storing, and materialization carries the profiles online."""
+    try:
+        return feature_store.apply(settings, engine)
+    except Exception as exc:  # noqa: BLE001 — Redis, the registry: any of them may be down
+        log.warning("feature store unavailable (%s): profiles will not be pushed online", exc)
+        return None
+
+
+def push_profiles(store: FeatureStore | None, profiles: dict[str, str], when: datetime) -> int:
     """Push the profiles online at once; returns how many could not be pushed."""
     if not profiles:
         return 0
+    if store is None:
+        return len(profiles)
     rows = [
         {"user_id": k, "profile": p, "event_timestamp": when, "created": when}
         for k, p in profiles.items()

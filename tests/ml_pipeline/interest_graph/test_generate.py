@@ -17,7 +17,7 @@ from ml_pipeline.interest_graph.providers import ProviderError, ProviderUnavaila
 from ml_pipeline.interest_graph.schema import GRAPH_VERSION, InterestGraph
 from musicrec.cli import app
 from musicrec.config import Settings
-from musicrec.db.models import User, UserInterestGraph
+from musicrec.db.models import FEAT_USER_INTEREST_GRAPH, User, UserInterestGraph
 from tests.conftest import backends
 from tests.ml_pipeline.interest_graph.scripted import Scripted
 
@@ -138,3 +138,13 @@ def test_cli_runs_the_local_provider(settings_env, shared_data: Path) -> None:  
     reply = runner.invoke(app, ["interest-graph", "--all-users", "--provider", "local"])
     assert reply.exit_code == 0, reply.output
     assert "done, 0 failed, 0 skipped" in reply.output
+
+
+def test_an_unreachable_online_store_does_not_stop_the_run(mpd: Engine, tmp_path: Path) -> None:
+    # Nothing listens on port 1: the profiles stay in the feature table for materialization.
+    settings = Settings(var_dir=tmp_path, feast_redis_host="127.0.0.1", feast_redis_port=1)
+    report = generate_interest_graphs(mpd, settings, LocalProvider(), batch_size=10)
+    assert report.done > 0 and report.not_pushed == report.done
+    with mpd.connect() as conn:
+        stored = conn.execute(select(func.count()).select_from(FEAT_USER_INTEREST_GRAPH))
+        assert stored.scalar_one() == report.done
