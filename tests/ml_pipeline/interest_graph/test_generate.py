@@ -11,7 +11,6 @@ from sqlalchemy import Engine, func, select, update
 from typer.testing import CliRunner
 
 from ml_pipeline.generate_interest_graph import ProviderNotReady, generate_interest_graphs
-from ml_pipeline.ingest.loader import load_mpd
 from ml_pipeline.interest_graph.local import LocalProvider
 from ml_pipeline.interest_graph.providers import ProviderError, ProviderUnavailable, Usage
 from ml_pipeline.interest_graph.schema import GRAPH_VERSION, InterestGraph
@@ -22,12 +21,6 @@ from tests.conftest import backends
 from tests.ml_pipeline.interest_graph.scripted import Scripted
 
 G = UserInterestGraph.__table__.c
-
-
-@pytest.fixture
-def mpd(engine: Engine, shared_data: Path) -> Engine:
-    load_mpd(engine, sorted((shared_data / "mpd_reduced").glob("*.json"))[:6])
-    return engine
 
 
 def rows(engine: Engine) -> list[dict]:
