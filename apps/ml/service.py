@@ -1,8 +1,8 @@
 """The ML service: recommendations for a listener (their recent tracks and online features from
 the feature store) and for seed tracks (/predict), from the production model, re-ranked by the
-listener's interest graph and for variety, with a reason per track. It degrades instead of failing: an unreachable or slow
-feature store gives the listener's last response (cached) or popularity, no model gives
-popularity; the response says so and the metrics count it.
+listener's interest graph and for variety, with a reason per track. It degrades instead of
+failing: an unreachable or slow feature store gives the listener's last response (cached) or
+popularity, no model gives popularity; the response says so and the metrics count it.
 
 A new production model is loaded beside the current one and swapped in with one assignment:
 requests in flight finish on the model they started with.
