@@ -10,8 +10,8 @@ BIN := $(VENV)/bin
 PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo serve test lint bench services clean reproduce-sasrec reproduce-mpd \
-	reproduce-cold-start reproduce-interest-graph bench-training bench-serving bench-predict bench-feedback
+.PHONY: install compose-tool demo serve test lint bench services clean reproduce-sasrec reproduce-mpd \
+	reproduce-cold-start reproduce-interest-graph bench-redis-sizing bench-training bench-serving bench-predict bench-feedback
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,20 @@ $(STAMP): pyproject.toml
 	touch $@
 
 install: $(STAMP)
+
+# The Python docker-compose (1.29, the last one; `config` needs no Docker engine) for the offline
+# check of docker-compose.yml in tests/infra. It pins PyYAML<6, whose sdist needs Cython<3 and
+# no build isolation on Python 3.11: a venv of its own, apart from the project's.
+COMPOSE_VENV := .venv-compose
+COMPOSE_STAMP := $(COMPOSE_VENV)/.installed
+$(COMPOSE_STAMP):
+	test -x $(COMPOSE_VENV)/bin/python || $(PYTHON) -m venv $(COMPOSE_VENV)
+	$(COMPOSE_VENV)/bin/pip install --quiet "cython<3" wheel setuptools $(PIP_QUIET)
+	$(COMPOSE_VENV)/bin/pip install --quiet --no-build-isolation pyyaml==5.4.1 $(PIP_QUIET)
+	$(COMPOSE_VENV)/bin/pip install --quiet docker-compose==1.29.2 $(PIP_QUIET)
+	touch $@
+
+compose-tool: $(COMPOSE_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/musicrec demo
@@ -36,7 +50,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(STAMP) services lint
+test: $(STAMP) $(COMPOSE_STAMP) services lint
 	$(BIN)/pytest
 
 bench: $(STAMP) services
@@ -130,3 +144,9 @@ reproduce-interest-graph: $(STAMP)
 	VAR_DIR=$(MPD_VAR) $(BIN)/musicrec ingest audio-features $(SHARED_DATA)/audio_features
 	VAR_DIR=$(MPD_VAR) $(BIN)/python -m ml_pipeline.evaluate_interest_graph --epochs 40
 	$(BIN)/python -m ml_pipeline.report
+
+# Redis memory per listener, track and listener–track pair on the MPD playlists (the sizing
+# table of infra/README.md). Needs Postgres and Redis; about 3 minutes.
+bench-redis-sizing: $(STAMP) services
+	$(BIN)/python -m benchmarks.redis_sizing --data $(SHARED_DATA)/mpd_reduced \
+		--audio-features $(SHARED_DATA)/audio_features

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -153,7 +154,12 @@ def promote(
 
 
 @app.command("consume-feedback")
-def consume_feedback() -> None:
+def consume_feedback(
+    heartbeat_file: Annotated[
+        Path | None,
+        typer.Option(help="Touched after every poll, for a liveness probe (e.g. Kubernetes)."),
+    ] = None,
+) -> None:
     """Services mode: consume feedback events from Kafka into the database and the online
     features (run one or more; they share the topic's partitions)."""
     from feature_store.online import OnlineFeatures
@@ -166,7 +172,7 @@ def consume_feedback() -> None:
         if settings.event_transport != "kafka":
             raise UserError("set KAFKA_BOOTSTRAP_SERVERS (embedded mode consumes in the API)")
         sink = FeedbackSink(make_engine(), OnlineFeatures.for_settings(settings))
-        loop = KafkaConsumerLoop.from_settings(settings, sink)
+        loop = KafkaConsumerLoop.from_settings(settings, sink, heartbeat_file)
         # SIGTERM (docker stop, systemd, Kubernetes) or Ctrl-C: the batch in hand is stored and
         # its offsets committed before exit; a second signal exits at once (nothing is lost
         # then either: the uncommitted batch is redelivered to the idempotent sink).
@@ -182,6 +188,10 @@ def consume_feedback() -> None:
 @app.command("relay-outbox")
 def relay_outbox(
     poll_seconds: Annotated[float, typer.Option(help="Wait between empty polls.")] = 1.0,
+    heartbeat_file: Annotated[
+        Path | None,
+        typer.Option(help="Touched every round, for a liveness probe (e.g. Kubernetes)."),
+    ] = None,
 ) -> None:
     """Services mode: publish the feedback events Kafka could not take (the event_outbox
     table) to Kafka, oldest first, deleting each once Kafka acknowledged it."""
@@ -203,7 +213,7 @@ def relay_outbox(
         stop_on_signals(relay.stop)  # the batch in hand finishes (sent and deleted) first
         console.print(f"relaying the outbox to {settings.kafka_feedback_topic} (Ctrl-C to stop)")
         try:
-            relay.run(poll_seconds)
+            relay.run(poll_seconds, heartbeat_path=heartbeat_file)
         finally:
             kafka.close()
         console.print(f"stopped: {relay.sent} event(s) relayed")

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Engine, Table, insert, select
@@ -318,6 +319,7 @@ class KafkaConsumerLoop:
         poll_seconds: float = 0.5,
         retry_seconds: float = 1.0,
         consumer_config: Mapping[str, Any] | None = None,
+        heartbeat_path: Path | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
@@ -328,16 +330,26 @@ class KafkaConsumerLoop:
         self.poll_seconds = poll_seconds
         self.retry_seconds = retry_seconds
         self.consumer_config = dict(consumer_config or {})  # more KafkaConsumer settings (TLS…)
+        # Touched after every poll: a liveness probe that finds it stale knows the loop is stuck
+        # (a process without an HTTP port has no other way to say it is alive).
+        self.heartbeat_path = heartbeat_path
         self.totals = HandleReport()
         self.skipped = 0  # messages that were not valid events (dead-lettered)
         self._stopping = threading.Event()
         self._consumer: KafkaConsumer | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, sink: FeedbackSink) -> KafkaConsumerLoop:
+    def from_settings(
+        cls, settings: Settings, sink: FeedbackSink, heartbeat_path: Path | None = None
+    ) -> KafkaConsumerLoop:
         if not settings.kafka_bootstrap_servers:
             raise ValueError("KAFKA_BOOTSTRAP_SERVERS is not set")
-        return cls(settings.kafka_bootstrap_servers, settings.kafka_feedback_topic, sink)
+        return cls(
+            settings.kafka_bootstrap_servers,
+            settings.kafka_feedback_topic,
+            sink,
+            heartbeat_path=heartbeat_path,
+        )
 
     def run(self, max_batches: int | None = None) -> int:
         """Consume until stop() (or max_batches non-empty batches); returns the batches handled."""
@@ -349,6 +361,8 @@ class KafkaConsumerLoop:
             polled = consumer.poll(
                 timeout_ms=int(self.poll_seconds * 1000), max_records=self.batch_size
             )
+            if self.heartbeat_path is not None:
+                self.heartbeat_path.touch()
             if not polled:
                 continue
             events, sources, invalid = [], [], []

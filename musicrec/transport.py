@@ -429,11 +429,16 @@ class OutboxRelay:
         self.sent += len(mine)
         return len(mine)
 
-    def run(self, poll_seconds: float = 1.0, limit: int = 500) -> int:
+    def run(
+        self, poll_seconds: float = 1.0, limit: int = 500, heartbeat_path: Path | None = None
+    ) -> int:
         """Relay until stop(): batches back to back while there are rows, then a poll every
         poll_seconds; a failure (Kafka or the database down) is logged and retried after
-        poll_seconds. Returns the rows sent."""
+        poll_seconds. heartbeat_path is touched every round, for a liveness probe. Returns the
+        rows sent."""
         while not self._stopping.is_set():
+            if heartbeat_path is not None:
+                heartbeat_path.touch()
             try:
                 if self.run_once(limit):
                     continue

@@ -239,7 +239,7 @@ def _start(loop: KafkaConsumerLoop, max_batches: int | None = None) -> threading
 
 
 def test_kafka_consumer_loop_commits_only_handled_batches(
-    mock_kafka: str, empty_engine: Engine, caplog: pytest.LogCaptureFixture
+    mock_kafka: str, empty_engine: Engine, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -264,6 +264,7 @@ def test_kafka_consumer_loop_commits_only_handled_batches(
             # The mock cluster sometimes makes kafka-python rejoin right after its first join,
             # and holds the rejoin for about a session timeout: keep it short.
             consumer_config={"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
+            heartbeat_path=tmp_path / "alive",
         )
 
     first = loop()
@@ -275,6 +276,9 @@ def test_kafka_consumer_loop_commits_only_handled_batches(
         upgrade(empty_engine)
         write_batch(empty_engine, batch())
         _wait(lambda: first.totals.stored + first.totals.duplicates == 4)
+        # The liveness heartbeat keeps being touched while the loop polls.
+        touched = (tmp_path / "alive").stat().st_mtime_ns
+        _wait(lambda: (tmp_path / "alive").stat().st_mtime_ns > touched)
     finally:
         first.stop()
         thread.join(10)

@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -171,3 +172,28 @@ def test_kafka_buffer_is_bounded() -> None:
     assert time.monotonic() - started < 0.5
     assert transport._buffered == 0
     transport.close()
+
+
+def test_relay_loop_drains_and_beats_its_heartbeat(engine: Engine, tmp_path: Path) -> None:
+    """run() relays until stopped, touching the liveness file each round (Kubernetes probes it)."""
+    events = play_events(4, "a")
+    write_outbox(engine, events)
+    published: list[ListeningEvent] = []
+    relay = OutboxRelay(engine, Recorder(published, threading.Lock(), 0.0))
+    alive = tmp_path / "relay.alive"
+    thread = threading.Thread(target=relay.run, args=(0.05,), kwargs={"heartbeat_path": alive})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(published) < len(events) or not alive.exists():
+            assert time.monotonic() < deadline, "the relay did not drain the outbox"
+            time.sleep(0.02)
+        touched = alive.stat().st_mtime_ns
+        while alive.stat().st_mtime_ns == touched:  # still beating while idle
+            assert time.monotonic() < deadline, "the heartbeat stopped"
+            time.sleep(0.02)
+    finally:
+        relay.stop()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert published == events and _outbox(engine) == []
