@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -23,6 +24,18 @@ K8S = REPO_ROOT / "infra" / "k8s"
 OVERLAYS = ["staging", "production"]
 ARGOCD = REPO_ROOT / "infra" / "argocd"
 CRONTAB = REPO_ROOT / "infra" / "cron" / "crontab"
+
+
+def documented_settings() -> set[str]:
+    """The environment variables in the README's configuration table."""
+    text = (REPO_ROOT / "README.md").read_text()
+    table = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    return {
+        name
+        for line in table.splitlines()
+        if line.startswith("| `")
+        for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1])
+    }
 
 
 def compose() -> dict[str, Any]:

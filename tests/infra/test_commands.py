@@ -21,6 +21,7 @@ from tests.infra.manifests import (
     container_commands,
     containers,
     crontab_jobs,
+    documented_settings,
     render,
     services,
 )
@@ -90,3 +91,10 @@ def test_other_programs_know_their_options(program: str) -> None:
     known = set(re.findall(r"--[a-z][a-z0-9-]*", done.stdout))
     given = {a for a in argv if a.startswith("--")}
     assert given <= known, given - known
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    """The table the deployment files are checked against is complete: no setting is secret."""
+    from musicrec.config import Settings
+
+    assert {name.upper() for name in Settings.model_fields} <= documented_settings()

@@ -30,6 +30,7 @@ from tests.infra.manifests import (
     compose,
     compose_commands,
     dockerfile_stages,
+    documented_settings,
     image_entrypoint,
     services,
 )
@@ -304,6 +305,8 @@ def test_app_services_are_configured_only_by_settings() -> None:
             environment = dict(item.partition("=")[::2] for item in environment)
         unknown = set(environment) - fields - VENDOR_ENV
         assert not unknown, f"{name}: not settings: {sorted(unknown)}"
+        undocumented = set(environment) - documented_settings() - VENDOR_ENV
+        assert not undocumented, f"{name}: not in README's table: {sorted(undocumented)}"
         # The values are valid settings too (types, bounds), apart from the host pass-throughs.
         values = {k.lower(): v for k, v in environment.items() if k in fields and v is not None}
         Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -23,6 +23,7 @@ from tests.infra.manifests import (
     OVERLAYS,
     container_commands,
     containers,
+    documented_settings,
     pod_specs,
     render,
 )
@@ -171,6 +172,7 @@ def test_configuration_is_settings_and_comes_from_the_rendered_objects(overlay: 
     (config,) = by_kind(overlay, "ConfigMap").values()
     fields = {name.upper() for name in Settings.model_fields}
     assert set(config["data"]) <= fields, set(config["data"]) - fields
+    assert set(config["data"]) <= documented_settings(), set(config["data"]) - documented_settings()
     assert not set(config["data"]) & SECRET_KEYS, "secrets belong in the Secret"
     Settings(_env_file=None, **{k.lower(): v for k, v in config["data"].items()})  # type: ignore[call-arg]
     for obj in objects(overlay):
