@@ -62,7 +62,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     TENSORBOARD_DIR=/var/lib/musicrec/runs \
     HF_HUB_OFFLINE=1
 
-USER musicrec
+# Numeric, so Kubernetes can verify runAsNonRoot against the image itself.
+USER 10001:10001
 # 8000: public API (serve), 8001: ML service (serve-ml).
 EXPOSE 8000 8001
 

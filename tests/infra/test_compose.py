@@ -15,6 +15,7 @@ import fnmatch
 import json
 import os
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import yaml
 from musicrec.config import REPO_ROOT, Settings
 from tests.infra.manifests import (
     COMPOSE,
+    DOCKERFILE,
     as_list,
     compose,
     compose_commands,
@@ -98,6 +100,20 @@ def test_dockerfile_is_multi_stage_non_root_cpu_torch() -> None:
     assert "VAR_DIR=/var/lib/musicrec" in env and "HF_HUB_OFFLINE=1" in env
     assert "/opt/venv/bin" in env
     assert image_entrypoint() == ["musicrec"]
+
+
+def test_hadolint_accepts_the_dockerfile(tmp_path: Path) -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    config = ["--config", str(REPO_ROOT / ".hadolint.yaml")]
+    done = subprocess.run([str(hadolint), *config, str(DOCKERFILE)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Not vacuous: a shell-form entrypoint (SIGTERM would not reach musicrec) is refused.
+    broken = tmp_path / "Dockerfile"
+    broken.write_text(
+        DOCKERFILE.read_text().replace('ENTRYPOINT ["musicrec"]', "ENTRYPOINT musicrec")
+    )
+    done = subprocess.run([str(hadolint), *config, str(broken)], capture_output=True, text=True)
+    assert done.returncode != 0 and "DL3025" in done.stdout, done.stdout
 
 
 def test_dockerfile_copies_every_package_the_project_installs() -> None:
