@@ -122,13 +122,18 @@ def _train(ctx: PipelineContext) -> None:
     from ml_pipeline.evaluation import evaluate_split
     from ml_pipeline.retrain import train_candidate
     from ml_pipeline.train_transformer import evaluate, export_serving
+    from ml_pipeline.training_record import write_training_record
 
     epochs = ctx.options.epochs
-    model, data, split = train_candidate(ctx.engine, ctx.settings, epochs)
+    curve: list[dict[str, float]] = []  # per epoch: loss, validation NDCG@10 and recall
+    model, data, split = train_candidate(
+        ctx.engine, ctx.settings, epochs, eval_every=max(1, epochs // 10), log=curve.append
+    )
     console.print(f"hybrid model: {len(data.users):,} listeners, {data.n_items:,} tracks")
     popular = MostPopular().fit(split.train, data.n_items)
+    test = evaluate(model, data, split, "test", "full_ranking")
     ndcg = {
-        "hybrid": evaluate(model, data, split, "test", "full_ranking")["ndcg@10"],
+        "hybrid": test["ndcg@10"],
         "most_popular": evaluate_split(
             popular.full_sort_predict, popular.predict, data, split, "test", "full_ranking"
         )["ndcg@10"],
@@ -136,6 +141,8 @@ def _train(ctx: PipelineContext) -> None:
     path = ctx.settings.var_dir / "models" / "hybrid.pt"
     model.save(path, data.vocabulary, {"dataset": "database"})
     written = export_serving(model, path, data.vocabulary)
+    baselines = {"most_popular": {"ndcg@10": ndcg["most_popular"]}}
+    write_training_record(path, model="hybrid", epochs=curve, metrics=test, baselines=baselines)
     ctx.results |= {"model": path, "test_ndcg@10": ndcg, "listening": data}
     console.print(
         f"{epochs} epochs; each listener's last track ranked among all: NDCG@10 "
@@ -209,6 +216,25 @@ def _serve(ctx: PipelineContext) -> None:
     ctx.results["predict"] = reply.json()
     if reply.status_code != 200:
         raise RuntimeError(f"/predict answered {reply.status_code}: {reply.text}")
+    page = f"http://{settings.api_host}:{settings.api_port}/app#key={_demo_key(ctx)}"
+    ctx.results["webapp_url"] = page
+    console.print("try it in a browser: start the API with [bold]make serve[/] and open")
+    console.print(f"  {page}", highlight=False, soft_wrap=True)
+    console.print("(the key is in the fragment, which the browser never sends; docs/webapp.md)")
+
+
+DEMO_KEY_PREFIX = "demo-webapp-"
+
+
+def _demo_key(ctx: PipelineContext) -> str:
+    """A fresh client API key for the web page; the keys of earlier demo runs are revoked."""
+    from apps.api.security import ApiKeys
+
+    keys = ApiKeys(ctx.engine, 0)
+    for key in keys.list():
+        if key.active and key.name.startswith(DEMO_KEY_PREFIX):
+            keys.revoke(key.name)
+    return keys.create(f"{DEMO_KEY_PREFIX}{datetime.now(UTC):%Y%m%d-%H%M%S-%f}")
 
 
 STEPS: list[Step] = [

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from ml_pipeline.evaluation import evaluate_full_ranking
 from ml_pipeline.hybrid import HybridConfig, HybridSASRec
 from ml_pipeline.sequences import SequenceData, pad_left
 from ml_pipeline.splits import Split
+from ml_pipeline.training_record import write_training_record
 from musicrec.config import Settings
 
 if TYPE_CHECKING:
@@ -37,10 +39,16 @@ METRIC = "ndcg@10"
 
 
 def train_candidate(
-    engine: Engine, settings: Settings, epochs: int
+    engine: Engine,
+    settings: Settings,
+    epochs: int,
+    *,
+    eval_every: int = 0,
+    log: Callable[[dict[str, float]], None] | None = None,
 ) -> tuple[HybridSASRec, SequenceData, Split]:
     """The hybrid model of the demo's configuration, trained on the database's history (all but
-    each listener's last two tracks), with its untrained tracks lent IDs."""
+    each listener's last two tracks), with its untrained tracks lent IDs. `log` gets each
+    epoch's row (loss, and the validation metrics every `eval_every` epochs)."""
     from ml_pipeline.sequences import load_from_database
     from ml_pipeline.splits import leave_one_out
     from ml_pipeline.train_transformer import build_model, train_sasrec
@@ -58,7 +66,9 @@ def train_candidate(
     torch.manual_seed(42)
     model = build_model(config, data, split, None, settings)
     assert isinstance(model, HybridSASRec)
-    train_sasrec(data, model.config, epochs=epochs, eval_every=0, split=split, model=model)
+    train_sasrec(
+        data, model.config, epochs=epochs, eval_every=eval_every, split=split, model=model, log=log
+    )
     model.impute_ids()
     return model, data, split
 
@@ -119,7 +129,10 @@ def retrain(engine: Engine, settings: Settings, epochs: int, margin: float) -> D
     from ml_pipeline.tracking import TrainingRun
     from ml_pipeline.train_transformer import evaluate, export_serving
 
-    model, data, split = train_candidate(engine, settings, epochs)
+    curve: list[dict[str, float]] = []
+    model, data, split = train_candidate(
+        engine, settings, epochs, eval_every=max(1, epochs // 10), log=curve.append
+    )
     candidate = evaluate(model, data, split, "test", "full_ranking")
     current = _production_source(settings)
     production = evaluate_checkpoint(current.checkpoint, data, split) if current else None
@@ -127,12 +140,15 @@ def retrain(engine: Engine, settings: Settings, epochs: int, margin: float) -> D
     path = settings.var_dir / "models" / "candidates" / f"hybrid-{stamp}.pt"
     model.save(path, data.vocabulary, {"dataset": "database", "trained_at": stamp})
     exported = export_serving(model, path, data.vocabulary)
+    record = write_training_record(path, model="hybrid", epochs=curve, metrics=candidate)
     params = {"model": "hybrid", "epochs": epochs, "margin": margin, **asdict(model.config)}
     with TrainingRun(f"retrain-{stamp}", params, settings) as run:
         run.log_metrics({"full_ranking": candidate}, prefix="candidate_")
         if production is not None:
             run.log_metrics({"full_ranking": production}, prefix="production_")
-        version = run.register(path, exported)
+        for row in curve:
+            run.log_epoch(row, model.config.lr)
+        version = run.register(path, [*exported, record])
     alias, reason = decide(candidate, production, margin)
     client = MlflowClient(settings.mlflow_tracking_uri)
     name = settings.registered_model_name

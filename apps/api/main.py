@@ -21,7 +21,17 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from apps.api.metrics import MetricsMiddleware
-from apps.api.routes import admin, feedback, health, predict, recommendations, tracks
+from apps.api.routes import (
+    admin,
+    feedback,
+    health,
+    listeners,
+    ops,
+    predict,
+    recommendations,
+    tracks,
+    webapp,
+)
 from apps.api.schemas import Problem
 from apps.api.security import ApiKeys, BodySizeLimitMiddleware, RateLimiter
 from apps.api.state import ApiState
@@ -43,7 +53,9 @@ DESCRIPTION = """What to play next, learning from every play and skip.
   artist (no key needed).
 * `/v1/...` — for apps with an API key (header `X-API-Key`; create one with
   `musicrec api-keys create NAME`): a listener's recommendations, feedback events, search.
+* `/v1/ops/summary` — the operations view's numbers (models, latency, fallbacks, freshness).
 * `/v1/admin/...` — model reload and promotion with the admin token.
+* `/app` — a web page to try it all in a browser (docs/webapp.md).
 
 Recommendations never fail for a missing dependency: they fall back to the listener's last
 response or to popularity, and say so (`source`, `fallback`, `fallback_reason`)."""
@@ -115,8 +127,10 @@ def create_app(
             {"name": "admin", "description": "Model reload and promotion (admin token)"},
         ],
     )
-    for module in (predict, recommendations, feedback, tracks, health, admin):
+    for module in (predict, recommendations, feedback, tracks, listeners, health, ops, admin):
         app.include_router(module.router)
+    app.include_router(webapp.router)
+    app.mount("/app/static", webapp.static, name="webapp")
 
     @app.exception_handler(UserError)
     async def user_error(_: Request, exc: UserError) -> JSONResponse:

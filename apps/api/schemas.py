@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from apps.ml.schemas import RecommendedTrack, SeedTrack
+from apps.ml.schemas import ModelsReport, RecommendedTrack, SeedTrack
 from musicrec.events import EventContext, EventType, ListeningEvent
 
 MAX_SEEDS = 100
@@ -83,6 +83,54 @@ class TrackResult(BaseModel):
     track_name: str
     artist_name: str
     genre: str | None
+
+
+class Listener(BaseModel):
+    user_id: str
+    events: int = Field(description="Among the most recent events read")
+    last_event_at: datetime
+
+
+class RouteLatency(BaseModel):
+    route: str
+    requests: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class ServingStats(BaseModel):
+    """This API process's metrics since it started (each replica has its own)."""
+
+    routes: list[RouteLatency]
+    recommendations: int = Field(description="Recommendation answers (listener and /predict)")
+    fallbacks: int
+    fallback_rate: float | None
+    model_version: str | None = Field(description="The model of the latest answer")
+
+
+class FeatureFreshness(BaseModel):
+    online_store: str
+    batch_as_of: datetime | None = Field(description="Batch features hold events up to this")
+    batch_finished_at: datetime | None
+    newest_event_at: datetime | None
+    last_event_received_at: datetime | None = Field(
+        description="When the newest event of the last day was stored (feedback pushes its "
+        "features online at once)"
+    )
+    batch_lag_seconds: float | None = Field(description="Newest event minus the batch as-of")
+    checked_at: datetime
+
+
+class OpsSummary(BaseModel):
+    """What the operations view shows; a part that could not be read has its error instead."""
+
+    models: ModelsReport | None
+    models_error: str | None = None
+    serving: ServingStats
+    features: FeatureFreshness | None
+    features_error: str | None = None
+    tensorboard: str = Field(description="The command for TensorBoard's full view of training")
 
 
 class Problem(BaseModel):

@@ -10,7 +10,13 @@ import httpx
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from apps.ml.schemas import ModelStatus, PredictQuery, Recommendations, UserQuery
+from apps.ml.schemas import (
+    ModelsReport,
+    ModelStatus,
+    PredictQuery,
+    Recommendations,
+    UserQuery,
+)
 from apps.ml.service import MLService, NoSeedMatched
 
 
@@ -23,6 +29,7 @@ class MLBackend(Protocol):
     async def predict(self, query: PredictQuery) -> Recommendations: ...
     async def reload(self) -> ModelStatus: ...
     async def status(self) -> ModelStatus: ...
+    async def models(self) -> ModelsReport: ...
     async def ready(self) -> dict[str, Any]: ...
     async def aclose(self) -> None: ...
 
@@ -46,6 +53,9 @@ class EmbeddedML:
 
     async def status(self) -> ModelStatus:
         return self.service.status()
+
+    async def models(self) -> ModelsReport:
+        return await run_in_threadpool(self.service.models)
 
     async def ready(self) -> dict[str, Any]:
         return await run_in_threadpool(self.service.ready)
@@ -94,6 +104,9 @@ class RemoteML:
 
     async def status(self) -> ModelStatus:
         return ModelStatus.model_validate_json(await self._call("GET", "/internal/status"))
+
+    async def models(self) -> ModelsReport:
+        return ModelsReport.model_validate_json(await self._call("GET", "/internal/models"))
 
     async def ready(self) -> dict[str, Any]:
         try:

@@ -15,7 +15,13 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from apps.ml.schemas import ModelStatus, PredictQuery, Recommendations, UserQuery
+from apps.ml.schemas import (
+    ModelsReport,
+    ModelStatus,
+    PredictQuery,
+    Recommendations,
+    UserQuery,
+)
 from apps.ml.service import MLService, NoSeedMatched
 from musicrec.config import get_settings
 from musicrec.db.engine import make_engine
@@ -57,6 +63,10 @@ def create_app(service: MLService | None = None) -> FastAPI:
     @app.get("/internal/status", response_model=ModelStatus)
     async def status(request: Request) -> ModelStatus:
         return svc(request).status()
+
+    @app.get("/internal/models", response_model=ModelsReport)
+    async def models(request: Request) -> ModelsReport:
+        return await run_in_threadpool(svc(request).models)
 
     @app.get("/internal/ready")
     async def ready(request: Request) -> dict[str, Any]:

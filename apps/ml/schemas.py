@@ -84,3 +84,32 @@ class ModelStatus(BaseModel):
         default=None, description="The canary model serving a share of listeners, if any"
     )
     last_error: str | None = None
+
+
+class ModelCard(BaseModel):
+    """A served model as the operations view shows it: what it is, how it was trained and how
+    it scored offline (from its training record and, for registered versions, the registry)."""
+
+    role: Literal["production", "canary"]
+    version: str
+    loaded_at: str | None = None
+    items: int = 0
+    text_seeds: bool = False
+    registered_version: int | None = Field(default=None, description="MLflow model version")
+    trained_at: str | None = None
+    protocol: str | None = Field(default=None, description="How the offline metrics were measured")
+    metrics: dict[str, float | None] = Field(default_factory=dict, description="Offline test")
+    baselines: dict[str, dict[str, float | None]] = Field(default_factory=dict)
+    curve: list[dict[str, float | None]] = Field(
+        default_factory=list, description="Per epoch: loss and validation metrics"
+    )
+    decision: str | None = Field(default=None, description="The retraining job's reason")
+
+
+class ModelsReport(BaseModel):
+    models: list[ModelCard]
+    canary_share: float
+    aliases: dict[str, int] = Field(
+        default_factory=dict, description="Registry aliases (staging, canary, production)"
+    )
+    last_error: str | None = None

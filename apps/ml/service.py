@@ -26,7 +26,13 @@ from apps.ml.catalog import Catalog
 from apps.ml.diversity import mmr
 from apps.ml.model import ModelSource, ServingModel, in_canary, locate_canary, locate_model
 from apps.ml.responses import popular, response, track
-from apps.ml.schemas import ModelStatus, PredictQuery, Recommendations, UserQuery
+from apps.ml.schemas import (
+    ModelsReport,
+    ModelStatus,
+    PredictQuery,
+    Recommendations,
+    UserQuery,
+)
 from feature_store.online import OnlineFeatures, recent_tracks
 from ml_pipeline.interest_graph.affinity import InterestProfile, rerank_scores
 from ml_pipeline.interest_graph.facets import Facets
@@ -168,6 +174,12 @@ class MLService:
             canary_version=self._canary.version if self._canary else None,
             last_error=self._last_error,
         )
+
+    def models(self) -> ModelsReport:
+        """The served models with their offline metrics and training curves (ops view)."""
+        from apps.ml.report import models_report
+
+        return models_report(self.settings, self._model, self._canary, self._last_error)
 
     def start_polling(self) -> None:
         """Check for a new production model every MODEL_POLL_SECONDS, in the background."""

@@ -15,12 +15,18 @@ import redis
 from sqlalchemy import Engine
 
 from feature_store.store import materialize
+from ml_pipeline.training_record import write_training_record
 from musicrec.config import Settings
 from musicrec.db.bulk import write_batch
 from musicrec.db.migrate import upgrade
 from musicrec.events import EventType
 from musicrec.records import CatalogBatch, EventRecord, TrackRecord
-from tests.ml_pipeline.styled_data import styled_catalog, styled_tracks, trained_hybrid
+from tests.ml_pipeline.styled_data import (
+    styled_catalog,
+    styled_tracks,
+    trained_hybrid,
+    training_curve,
+)
 
 AS_OF = datetime(2026, 11, 20, 12, tzinfo=UTC)
 LISTENERS = 40
@@ -72,12 +78,16 @@ def catalog_batch() -> CatalogBatch:
 @lru_cache(maxsize=1)
 def exported_model(folder: Path) -> Path:
     """The styled hybrid saved with its serving model and ONNX graphs (once per session)."""
-    from ml_pipeline.train_transformer import export_serving
+    from ml_pipeline.splits import leave_one_out
+    from ml_pipeline.train_transformer import evaluate, export_serving
 
     model, data = trained_hybrid()
     path = folder / "hybrid.pt"
     model.save(path, data.vocabulary)
     export_serving(model, path, data.vocabulary)
+    # As the demo and the retraining job write it.
+    test = evaluate(model, data, leave_one_out(data.sequences), "test", "full_ranking")
+    write_training_record(path, model="hybrid", epochs=training_curve(), metrics=test)
     return path
 
 

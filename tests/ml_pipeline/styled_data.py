@@ -60,14 +60,19 @@ def encoder() -> TextEncoder:
 
 def trained_hybrid() -> tuple[HybridSASRec, SequenceData]:
     """A fresh copy of the trained model (callers may add items to theirs)."""
-    model, data = _trained()
+    model, data, _ = _trained()
     copy = HybridSASRec(model.config)
     copy.load_state_dict(model.state_dict())
     return copy.eval(), data
 
 
+def training_curve() -> list[dict[str, float]]:
+    """The trained model's per-epoch rows (loss), as train_sasrec logged them."""
+    return [dict(row) for row in _trained()[2]]
+
+
 @lru_cache(maxsize=1)
-def _trained() -> tuple[HybridSASRec, SequenceData]:
+def _trained() -> tuple[HybridSASRec, SequenceData, list[dict[str, float]]]:
     data, texts = styled_catalog()
     text = np.vstack([np.zeros((1, encoder().dim)), encoder().encode(texts[1:])])
     config = HybridConfig(
@@ -78,5 +83,5 @@ def _trained() -> tuple[HybridSASRec, SequenceData]:
     model = HybridSASRec(
         config, torch.from_numpy(text), torch.ones(data.n_items + 1, dtype=torch.bool)
     )
-    train_sasrec(data, config, epochs=25, eval_every=0, model=model)
-    return model, data
+    result = train_sasrec(data, config, epochs=25, eval_every=0, model=model)
+    return model, data, result.epochs

@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
+from apps.api.security import ApiKeys
 from ml_pipeline.pipeline import STEPS, DemoOptions, run_demo
+from ml_pipeline.training_record import read_training_record
 from musicrec.config import Settings
 
 
@@ -28,8 +30,16 @@ def test_demo_without_real_data_uses_the_generator(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "models" / "hybrid.serving.int8.onnx").exists()
     recommended = ctx.results["recommendations"]
     assert len(recommended["listener"]) == len(set(recommended["new_listener"])) == 5
-    # Running it again is safe and adds nothing.
+    # The model's training record (per-epoch curve, test metrics) for the operations view.
+    record = read_training_record(tmp_path / "var" / "models" / "hybrid.pt")
+    assert record is not None and len(record["epochs"]) == 10
+    assert record["metrics"]["ndcg@10"] == ndcg["hybrid"]
+    # The web page's address carries a working client key in its fragment.
+    page, key = ctx.results["webapp_url"].split("#key=")
+    assert page.endswith("/app") and ApiKeys(ctx.engine, 0).verify(key) is not None
+    # Running it again is safe and adds nothing; the earlier page key is revoked.
     assert run_demo(DemoOptions(epochs=1), settings).results["counts"] == counts
+    assert ApiKeys(ctx.engine, 0).verify(key) is None
 
 
 def test_demo_with_real_data_joins_features(tmp_path: Path, shared_data: Path) -> None:
