@@ -83,11 +83,19 @@ def serve(
     from musicrec.serving import run_server
 
     settings = get_settings()
+    host, port = host or settings.api_host, port or settings.api_port
+    shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
+    console.print(
+        f"web page: http://{shown}:{port}/app (open the #key=… address `make demo` printed, or"
+        " paste a key from `musicrec api-keys create NAME`); API docs at /docs",
+        highlight=False,
+        soft_wrap=True,
+    )
     with cli_errors():
         run_server(
             "apps.api.main:create_app",
-            host or settings.api_host,
-            port or settings.api_port,
+            host,
+            port,
             workers,
             embedded_only_single=settings.event_transport == "in-process",
         )
