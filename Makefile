@@ -127,7 +127,8 @@ bench-feedback: $(STAMP) services
 	$(BIN)/python -m benchmarks.consumer_crash
 
 # /predict on MPD playlists the served database does not hold (first 5 tracks by name as seeds,
-# the rest as targets): HitRate@20 and Recall@20 against popularity. Run after `make demo`.
+# the rest as targets): HitRate@20 and Recall@20 against popularity, most-popular and item-kNN on
+# the same requests. Run after `make demo`.
 bench-predict: $(STAMP)
 	$(BIN)/python -m benchmarks.predict_quality --data $(SHARED_DATA)/mpd_reduced
 
