@@ -133,7 +133,7 @@ bench-predict: $(STAMP)
 	$(BIN)/python -m benchmarks.predict_quality --data $(SHARED_DATA)/mpd_reduced
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) var runs mlruns .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(COMPOSE_VENV) test-artifacts var runs mlruns .pytest_cache .mypy_cache .ruff_cache
 
 # The interest graph's effect on ranking (docs/results.md, "Interest graph in ranking"): the
 # reduced MPD ingested into its own database under var/mpd, SASRec trained on 80% of the
