@@ -1,6 +1,6 @@
 """The track catalog as serving needs it, in memory: names and genres for responses, seed
-matching by normalized name, what is popular this week (the fallback ranking), and a search
-index. Loaded from the database at start and refreshed with the model."""
+matching by normalized name, what is popular this week, then of all time (the fallback ranking),
+and a search index. Loaded from the database at start and refreshed with the model."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Container
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, func, select, true
 
 from musicrec.db.models import Artist, ListeningEvent, Track
 from musicrec.events import EventType
@@ -52,18 +52,13 @@ class Catalog:
             latest = conn.execute(select(func.max(e.occurred_at))).scalar()
             popular: list[str] = []
             if latest is not None:
-                plays = func.count().label("plays")
-                popular = list(
-                    conn.execute(
-                        select(t.spotify_uri)
-                        .join(ListeningEvent.__table__, e.track_id == t.id)
-                        .where(e.occurred_at > latest - POPULAR_WINDOW)
-                        .where(e.event_type.in_(LISTENS))
-                        .group_by(t.spotify_uri)
-                        .order_by(plays.desc(), t.spotify_uri)
-                        .limit(POPULAR_SIZE)
-                    ).scalars()
-                )
+                popular = _most_listened(conn, e.occurred_at > latest - POPULAR_WINDOW)
+            if len(popular) < POPULAR_SIZE:
+                # A quiet week (or a few live events after historical data) lists only a few
+                # tracks: all-time popularity fills the rest, so the fallback is never a handful.
+                chosen = set(popular)
+                rest = [uri for uri in _most_listened(conn, true()) if uri not in chosen]
+                popular = (popular + rest)[:POPULAR_SIZE]
         tracks = [TrackInfo(uri, name, artist, genre) for uri, name, artist, genre, _ in rows]
         return cls(tracks, [row[4] for row in rows], popular)
 
@@ -122,3 +117,20 @@ class SearchIndex:
 
 def _words(text: str) -> list[str]:
     return [w for w in (match_key(part) for part in text.split()) if w]
+
+
+def _most_listened(conn: Connection, when: ColumnElement[bool]) -> list[str]:
+    """The POPULAR_SIZE tracks most listened to among the events `when` selects."""
+    t, e = Track.__table__.c, ListeningEvent.__table__.c
+    plays = func.count().label("plays")
+    return list(
+        conn.execute(
+            select(t.spotify_uri)
+            .join(ListeningEvent.__table__, e.track_id == t.id)
+            .where(when)
+            .where(e.event_type.in_(LISTENS))
+            .group_by(t.spotify_uri)
+            .order_by(plays.desc(), t.spotify_uri)
+            .limit(POPULAR_SIZE)
+        ).scalars()
+    )
