@@ -206,7 +206,8 @@ def relay_outbox(
     from musicrec.config import get_settings
     from musicrec.errors import UserError
     from musicrec.feedback import stop_on_signals
-    from musicrec.transport import KafkaTransport, OutboxRelay
+    from musicrec.outbox import OutboxRelay
+    from musicrec.transport import KafkaTransport
 
     settings = get_settings()
     with cli_errors():

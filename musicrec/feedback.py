@@ -30,7 +30,7 @@ from musicrec.db.models import DeadEvent, Track
 from musicrec.db.models import ListeningEvent as EventRow
 from musicrec.events import ListeningEvent
 from musicrec.records import CatalogBatch, EventRecord
-from musicrec.transport import InProcessTransport, decode, encode
+from musicrec.transport import InProcessTransport, decode, encode, one_line
 
 if TYPE_CHECKING:
     from kafka import KafkaConsumer
@@ -62,7 +62,7 @@ class DeadLetter:
             text = value.decode("utf-8", errors="backslashreplace")
         else:
             text = value or ""
-        reason = "empty message" if value is None else f"not a valid event: {_one_line(exc)}"
+        reason = "empty message" if value is None else f"not a valid event: {one_line(exc)}"
         # Postgres text cannot hold NUL characters.
         return cls(source, text.replace("\x00", "\\x00"), reason)
 
@@ -212,11 +212,6 @@ def stop_on_signals(stop: Callable[[], None]) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, handler)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 def _record(e: ListeningEvent) -> EventRecord:
@@ -374,7 +369,7 @@ class KafkaConsumerLoop:
                         sources.append(source)
                     except (ValueError, TypeError) as exc:
                         invalid.append(DeadLetter.undecodable(source, r.value, exc))
-                        log.warning("dead-lettered bad message %s: %s", source, _one_line(exc))
+                        log.warning("dead-lettered bad message %s: %s", source, one_line(exc))
             try:
                 report = self.sink.handle(events, sources=sources, invalid=invalid)
             except Exception:

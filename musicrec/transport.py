@@ -7,8 +7,8 @@ event twice, and the sink (musicrec.feedback) stores and counts it once by its e
 
 - KafkaTransport (services mode): the topic settings.kafka_feedback_topic, keyed by user_id so
   one listener's events stay in order on one partition. Behind the API it is wrapped in an
-  OutboxTransport: events Kafka does not take go to the event_outbox table, and OutboxRelay
-  (`musicrec relay-outbox`) publishes them later.
+  OutboxTransport (musicrec.outbox): events Kafka does not take go to the event_outbox table,
+  and OutboxRelay (`musicrec relay-outbox`) publishes them later.
 - InProcessTransport (embedded default): a queue in a SQLite file that a consumer thread in the
   same process drains (musicrec.feedback.InProcessConsumer).
 """
@@ -23,15 +23,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, Table, delete, false, func, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine
 
 from musicrec.config import Settings
-from musicrec.db.models import EventOutbox
 from musicrec.events import ListeningEvent
 
 if TYPE_CHECKING:
@@ -64,6 +61,8 @@ def transport_for(settings: Settings, engine: Engine | None = None) -> EventTran
             settings.kafka_feedback_topic,
             timeout_seconds=settings.event_publish_timeout_seconds,
         )
+        from musicrec.outbox import OutboxTransport
+
         if engine is not None:
             return OutboxTransport(kafka, engine)
         return OutboxTransport(kafka, make_engine(settings=settings), owns_engine=True)
@@ -138,7 +137,7 @@ class KafkaTransport:
         except (KafkaError, OSError) as exc:
             raise TransportError(
                 f"Kafka at {self.bootstrap_servers} did not acknowledge {len(events)} event(s)"
-                f" within {self.timeout_seconds:g} s: {_one_line(exc)}"
+                f" within {self.timeout_seconds:g} s: {one_line(exc)}"
             ) from exc
         finally:
             self._settled(None, count=len(events) - sent)  # those never handed to the producer
@@ -234,7 +233,7 @@ class InProcessTransport:
             )
         except (sqlite3.Error, TimeoutError) as exc:
             raise TransportError(
-                f"event queue {self.path} did not store {len(events)} event(s): {_one_line(exc)}"
+                f"event queue {self.path} did not store {len(events)} event(s): {one_line(exc)}"
             ) from exc
         with self._published:
             self._published.notify_all()
@@ -252,7 +251,7 @@ class InProcessTransport:
             try:
                 good.append(QueuedEvent(seq, decode(payload)))
             except ValidationError as exc:
-                dead.append((seq, payload, _one_line(exc), time.time()))
+                dead.append((seq, payload, one_line(exc), time.time()))
         if dead:
             log.error("event queue: moved %d invalid entries to dead_events", len(dead))
             self._write("INSERT OR REPLACE INTO dead_events VALUES (?, ?, ?, ?)", dead)
@@ -306,151 +305,7 @@ class InProcessTransport:
             self._lock.release()
 
 
-# --- Outbox: Kafka down does not mean feedback lost -------------------------------------------
-
-OUTBOX = cast(Table, EventOutbox.__table__)
-
-
-class OutboxTransport:
-    """Kafka first; when Kafka does not acknowledge, the events go to the event_outbox table in
-    one transaction and publish returns normally (they are durably handed over, and
-    OutboxRelay publishes them later). Raises TransportError only when both fail. Events of a
-    batch Kafka took in part (or delivered after the timeout) reach Kafka twice: the sink
-    stores them once, by event_id.
-
-    A listener's events keep their order: while the outbox holds events of a listener in the
-    batch, the batch goes to the outbox behind them instead of overtaking them on Kafka."""
-
-    def __init__(self, kafka: KafkaTransport, engine: Engine, *, owns_engine: bool = False):
-        self.kafka = kafka
-        self.engine = engine
-        self.owns_engine = owns_engine
-
-    def publish(self, events: Sequence[ListeningEvent]) -> None:
-        if not events:
-            return
-        try:
-            if not self._queued_behind(events):
-                self.kafka.publish(events)
-                return
-            reason = "earlier events of these listeners are in the outbox"
-        except TransportError as exc:
-            reason = str(exc)
-        try:
-            added = write_outbox(self.engine, events)
-        except SQLAlchemyError as exc:
-            raise TransportError(
-                f"{reason}; and the outbox did not store them: {_one_line(exc)}"
-            ) from exc
-        log.warning("%d event(s) to the outbox (%d new): %s", len(events), added, reason)
-
-    def _queued_behind(self, events: Sequence[ListeningEvent]) -> bool:
-        users = {e.user_id for e in events}
-        try:
-            with self.engine.connect() as conn:
-                found = conn.execute(
-                    select(OUTBOX.c.id).where(OUTBOX.c.user_id.in_(users)).limit(1)
-                ).first()
-        except SQLAlchemyError as exc:  # no outbox to be behind: Kafka alone decides
-            log.warning("outbox not checked: %s", _one_line(exc))
-            return False
-        return found is not None
-
-    def close(self) -> None:
-        self.kafka.close()
-        if self.owns_engine:
-            self.engine.dispose()
-
-
-def write_outbox(engine: Engine, events: Sequence[ListeningEvent]) -> int:
-    """Store the events in the outbox in one transaction, in their order; an event_id already
-    there (a client's retry) is not stored again. Returns the rows added."""
-    rows = {
-        e.event_id: {"event_id": e.event_id, "user_id": e.user_id, "payload": encode(e).decode()}
-        for e in events
-    }
-    with engine.begin() as conn:
-        # The two databases the project runs on (Settings.database_backend).
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        stmt = insert(OUTBOX).on_conflict_do_nothing(index_elements=["event_id"])
-        result = conn.execute(stmt, list(rows.values()))
-    return max(result.rowcount, 0)
-
-
-class OutboxRelay:
-    """Publishes the outbox to Kafka, oldest row first, and deletes each row only after Kafka
-    acknowledged it, in the transaction that read it.
-
-    Guarantee: no row is lost; a row is resent only if the relay dies (or its database
-    connection drops) between Kafka's ack and the delete's commit, and the sink stores it once
-    (idempotent by event_id). On Postgres the rows are locked (FOR UPDATE SKIP LOCKED), so
-    relays running at once never send the same row, and a relay leaves alone the listeners
-    whose earlier rows another relay holds: each listener's events reach Kafka in outbox order.
-    On SQLite the transaction takes the database's write lock first: relays take turns.
-
-    `kafka` must publish to Kafka only (a KafkaTransport), not to the outbox again."""
-
-    def __init__(self, engine: Engine, kafka: EventTransport) -> None:
-        self.engine = engine
-        self.kafka = kafka
-        self.sent = 0
-        self._stopping = threading.Event()
-
-    def run_once(self, limit: int = 500) -> int:
-        """Publish up to `limit` of the oldest rows; returns how many were sent and deleted.
-        Raises TransportError when Kafka did not acknowledge them (they stay in the outbox)."""
-        with self.engine.begin() as conn:
-            if conn.dialect.name == "sqlite":  # take the write lock before reading
-                conn.execute(delete(OUTBOX).where(false()))
-            rows = conn.execute(
-                select(OUTBOX.c.id, OUTBOX.c.user_id, OUTBOX.c.payload)
-                .order_by(OUTBOX.c.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
-            if not rows:
-                return 0
-            # Rows of a listener whose earlier rows are locked by another relay wait.
-            first: dict[str, int] = {}
-            for row in rows:
-                first.setdefault(row.user_id, row.id)
-            oldest = dict(
-                conn.execute(
-                    select(OUTBOX.c.user_id, func.min(OUTBOX.c.id))
-                    .where(OUTBOX.c.user_id.in_(first))
-                    .group_by(OUTBOX.c.user_id)
-                ).all()
-            )
-            mine = [r for r in rows if oldest[r.user_id] == first[r.user_id]]
-            if not mine:
-                return 0
-            self.kafka.publish([decode(r.payload) for r in mine])
-            conn.execute(delete(OUTBOX).where(OUTBOX.c.id.in_([r.id for r in mine])))
-        self.sent += len(mine)
-        return len(mine)
-
-    def run(
-        self, poll_seconds: float = 1.0, limit: int = 500, heartbeat_path: Path | None = None
-    ) -> int:
-        """Relay until stop(): batches back to back while there are rows, then a poll every
-        poll_seconds; a failure (Kafka or the database down) is logged and retried after
-        poll_seconds. heartbeat_path is touched every round, for a liveness probe. Returns the
-        rows sent."""
-        while not self._stopping.is_set():
-            if heartbeat_path is not None:
-                heartbeat_path.touch()
-            try:
-                if self.run_once(limit):
-                    continue
-            except Exception as exc:
-                log.warning("outbox relay: %s; retrying in %g s", _one_line(exc), poll_seconds)
-            self._stopping.wait(poll_seconds)
-        return self.sent
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """An exception's first line, for log lines and error messages."""
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]

@@ -226,7 +226,7 @@ class DeadEvent(Base):
 
 
 class EventOutbox(Base):
-    """A feedback event Kafka did not acknowledge, kept until musicrec.transport.OutboxRelay
+    """A feedback event Kafka did not acknowledge, kept until musicrec.outbox.OutboxRelay
     publishes it (in id order) and deletes it."""
 
     __tablename__ = "event_outbox"

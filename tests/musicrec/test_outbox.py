@@ -14,15 +14,8 @@ from sqlalchemy import Engine, func, select
 
 from musicrec.db.engine import make_engine
 from musicrec.events import ListeningEvent
-from musicrec.transport import (
-    OUTBOX,
-    KafkaTransport,
-    OutboxRelay,
-    OutboxTransport,
-    TransportError,
-    decode,
-    write_outbox,
-)
+from musicrec.outbox import OUTBOX, OutboxRelay, OutboxTransport, write_outbox
+from musicrec.transport import KafkaTransport, TransportError, decode
 from tests.conftest import backends
 from tests.musicrec.conftest import MOCK_API_VERSION, play_events
 

@@ -15,10 +15,10 @@ import pytest
 
 from musicrec.config import REPO_ROOT, Settings
 from musicrec.events import ListeningEvent
+from musicrec.outbox import OutboxTransport
 from musicrec.transport import (
     InProcessTransport,
     KafkaTransport,
-    OutboxTransport,
     TransportError,
     transport_for,
 )
