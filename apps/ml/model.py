@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 class ModelSource:
     checkpoint: Path
     version: str  # changes whenever the model does: what hot reload compares
+    registered: int | None = None  # the MLflow model version, for a registered model
 
 
 def locate_model(settings: Settings) -> ModelSource | None:
@@ -85,9 +86,9 @@ def in_canary(user_id: str, share: float) -> bool:
 
 def _registered_source(settings: Settings, alias: str | None = None) -> ModelSource | None:
     """The alias's model version, its artifacts downloaded once per version."""
+    if not registry_exists(settings):
+        return None
     uri = settings.mlflow_tracking_uri
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        return None  # no registry yet (and MLflow would create one)
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
@@ -110,7 +111,15 @@ def _registered_source(settings: Settings, alias: str | None = None) -> ModelSou
     )
     if not checkpoints:
         raise UserError(f"model version {version.version} of {name} has no checkpoint")
-    return ModelSource(checkpoints[0], f"{name}@v{version.version}")
+    number = int(version.version)
+    return ModelSource(checkpoints[0], f"{name}@v{number}", registered=number)
+
+
+def registry_exists(settings: Settings) -> bool:
+    """False for a local registry file not created yet: asking MLflow would create an empty
+    one. A server (or any other URI) is taken to exist."""
+    uri = settings.mlflow_tracking_uri
+    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).is_file()
 
 
 @dataclass

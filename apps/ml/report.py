@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from pathlib import Path
 from typing import Any, Literal
 
-from apps.ml.model import ServingModel
+from apps.ml.model import ServingModel, registry_exists
 from apps.ml.schemas import ModelCard, ModelsReport
 from ml_pipeline.training_record import read_training_record
 from musicrec.config import Settings
@@ -43,7 +42,7 @@ def models_report(
 
 def _card(role: Role, model: ServingModel, registry: _Registry) -> ModelCard:
     record = _record(model)
-    number = _registered_number(model.version, registry.name)
+    number = model.source.registered
     decision = registry.decision(number) if number is not None else {}
     return ModelCard(
         role=role,
@@ -74,14 +73,6 @@ def _record(model: ServingModel) -> dict[str, Any]:
     return record
 
 
-def _registered_number(version: str, name: str) -> int | None:
-    """`musicrec-hybrid@v3` -> 3 (apps/ml/model.py names registered versions so)."""
-    prefix = f"{name}@v"
-    if version.startswith(prefix) and version[len(prefix) :].isdigit():
-        return int(version[len(prefix) :])
-    return None
-
-
 def _numbers(values: Any) -> dict[str, float | None]:
     if not isinstance(values, dict):
         return {}
@@ -97,13 +88,11 @@ class _Registry:
 
     def __init__(self, settings: Settings) -> None:
         self.name = settings.registered_model_name
-        uri = settings.mlflow_tracking_uri
-        local = uri.startswith("sqlite:///")
         self.client: Any = None
-        if not local or Path(uri.removeprefix("sqlite:///")).is_file():
+        if registry_exists(settings):
             from mlflow import MlflowClient
 
-            self.client = MlflowClient(uri)
+            self.client = MlflowClient(settings.mlflow_tracking_uri)
 
     def aliases(self) -> dict[str, int]:
         if self.client is None:
