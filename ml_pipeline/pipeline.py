@@ -125,10 +125,7 @@ def _train(ctx: PipelineContext) -> None:
     from ml_pipeline.training_record import write_training_record
 
     epochs = ctx.options.epochs
-    curve: list[dict[str, float]] = []  # per epoch: loss, validation NDCG@10 and recall
-    model, data, split = train_candidate(
-        ctx.engine, ctx.settings, epochs, eval_every=max(1, epochs // 10), log=curve.append
-    )
+    model, data, split, curve = train_candidate(ctx.engine, ctx.settings, epochs)
     console.print(f"hybrid model: {len(data.users):,} listeners, {data.n_items:,} tracks")
     popular = MostPopular().fit(split.train, data.n_items)
     test = evaluate(model, data, split, "test", "full_ranking")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,16 +38,11 @@ METRIC = "ndcg@10"
 
 
 def train_candidate(
-    engine: Engine,
-    settings: Settings,
-    epochs: int,
-    *,
-    eval_every: int = 0,
-    log: Callable[[dict[str, float]], None] | None = None,
-) -> tuple[HybridSASRec, SequenceData, Split]:
+    engine: Engine, settings: Settings, epochs: int
+) -> tuple[HybridSASRec, SequenceData, Split, list[dict[str, float]]]:
     """The hybrid model of the demo's configuration, trained on the database's history (all but
-    each listener's last two tracks), with its untrained tracks lent IDs. `log` gets each
-    epoch's row (loss, and the validation metrics every `eval_every` epochs)."""
+    each listener's last two tracks), with its untrained tracks lent IDs; and its training
+    curve for the training record: each epoch's loss, validated every tenth of the run."""
     from ml_pipeline.sequences import load_from_database
     from ml_pipeline.splits import leave_one_out
     from ml_pipeline.train_transformer import build_model, train_sasrec
@@ -66,11 +60,12 @@ def train_candidate(
     torch.manual_seed(42)
     model = build_model(config, data, split, None, settings)
     assert isinstance(model, HybridSASRec)
-    train_sasrec(
-        data, model.config, epochs=epochs, eval_every=eval_every, split=split, model=model, log=log
+    eval_every = max(1, epochs // 10)
+    result = train_sasrec(
+        data, model.config, epochs=epochs, eval_every=eval_every, split=split, model=model
     )
     model.impute_ids()
-    return model, data, split
+    return model, data, split, result.epochs
 
 
 def evaluate_checkpoint(checkpoint: Path, data: SequenceData, split: Split) -> dict[str, float]:
@@ -129,10 +124,7 @@ def retrain(engine: Engine, settings: Settings, epochs: int, margin: float) -> D
     from ml_pipeline.tracking import TrainingRun
     from ml_pipeline.train_transformer import evaluate, export_serving
 
-    curve: list[dict[str, float]] = []
-    model, data, split = train_candidate(
-        engine, settings, epochs, eval_every=max(1, epochs // 10), log=curve.append
-    )
+    model, data, split, curve = train_candidate(engine, settings, epochs)
     candidate = evaluate(model, data, split, "test", "full_ranking")
     current = _production_source(settings)
     production = evaluate_checkpoint(current.checkpoint, data, split) if current else None

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ml_pipeline.results import write_result
+
 log = logging.getLogger(__name__)
 
 SUFFIX = ".training.json"
@@ -35,8 +37,8 @@ def write_training_record(
     baselines: Mapping[str, Mapping[str, float]] | None = None,
     protocol: str = "full_ranking, each listener's last track",
 ) -> Path:
-    """Write the record beside `checkpoint` (through a temporary file: readers never see half
-    of one). Returns its path."""
+    """Write the record beside `checkpoint` (atomically: readers never see half of one).
+    Returns its path."""
     document = {
         "model": model,
         "trained_at": datetime.now(UTC).isoformat(),
@@ -48,11 +50,7 @@ def write_training_record(
             for name, values in (baselines or {}).items()
         },
     }
-    path = record_path(checkpoint)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(document, indent=1))
-    tmp.replace(path)
-    return path
+    return write_result(document, record_path(checkpoint))
 
 
 def read_training_record(checkpoint: Path) -> dict[str, Any] | None:
