@@ -57,13 +57,14 @@ def main(
     k: int = 20,
 ) -> None:
     settings = get_settings().model_copy(update={"model_poll_seconds": 0})
-    with make_engine(settings=settings).connect() as conn:
+    engine = make_engine(settings=settings)
+    with engine.connect() as conn:
         known = set(conn.execute(select(Playlist.pid)).scalars())
     chosen = unseen_playlists(data, known, playlists, min_tracks=seeds + 10)
     totals = {name: [0.0, 0.0] for name in ("model", "popularity", "most_popular", "item_knn")}
     sources: dict[str, int] = {}
     started = time.perf_counter()
-    history = load_from_database(make_engine(settings=settings))
+    history = load_from_database(engine)
     index = {uri: i for i, uri in enumerate(history.vocabulary)}
     baselines = {
         "most_popular": MostPopular().fit(history.sequences, history.n_items),
