@@ -11,6 +11,12 @@ old value never outlives its window. A run takes snapshots at the end of every d
 something changed since the last run, and at `as_of`; re-running with the same `as_of` writes
 nothing. `rebuild=True` deletes the rows and recomputes all history.
 
+Every table is keyed by (entity, event_timestamp), and a row the job computes again for a key it
+has already written replaces that row (an upsert, in the job's one transaction) instead of
+failing on the key: track_audio_features stamps a track changed after `as_of` at `as_of`, so a
+re-run at the same `as_of` (historical data: `as_of` is the newest event) after new audio
+features were joined recomputes the rows of that instant, now with the new values.
+
 user_recent_tracks is not windowed: a run writes one row per user with a play or click since
 the previous run (everyone on the first run or a rebuild), holding their last RECENT_TRACKS
 such events as of `as_of`.
@@ -42,6 +48,7 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from musicrec.db.models import (
     AUDIO_FEATURES,
@@ -345,7 +352,7 @@ def _compute_windowed(
         if not df.empty:
             df = view.finish(df)
             df["event_timestamp"] = df["created"] = at  # known from events up to `at` only
-            conn.execute(insert(view.table), _records(df))
+            _upsert(conn, view.table, _records(df))
             rows += len(df)
             snapshots += 1
         previous = at
@@ -431,8 +438,7 @@ def _compute_track_features(
                 **{f: r[f] for f in AUDIO_FEATURES},
             }
         )
-    if rows:
-        conn.execute(insert(table), rows)
+    _upsert(conn, table, rows)
     return len(rows)
 
 
@@ -489,8 +495,21 @@ def _compute_recent_tracks(conn: Connection, as_of: datetime, rebuild: bool) -> 
         }
         for user, track_ids, n, newest in rows.itertuples()
     ]
-    conn.execute(insert(table), records)
+    _upsert(conn, table, records)
     return len(records)
+
+
+def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows; a row whose key (entity, event_timestamp) is stored already replaces it."""
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(table.primary_key.columns),
+        set_={c.name: stmt.excluded[c.name] for c in table.columns if not c.primary_key},
+    )
+    conn.execute(stmt, rows)
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:

@@ -6,7 +6,10 @@
 - Top Hits Spotify 2000-2019 (no id: joined by normalized artist and title; genre lists).
 
 A match by URI always sets the features; a match by name fills only tracks that have none yet,
-so an exact match is never overwritten by a looser one. Re-running changes nothing.
+so an exact match is never overwritten by a looser one. When several files of one load match a
+track by URI, the last one's features win (join_audio_feature_files). Only tracks whose values
+change are updated, so re-running changes nothing: not even ``tracks.updated_at``, by which the
+feature job picks the tracks to write again.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, update
+from sqlalchemy import Engine, bindparam, func, or_, update
 
 from ml_pipeline.ingest.catalog_join import CatalogIndex, JoinReport, read_csv
 from ml_pipeline.ingest.errors import BadRecord, IngestError
@@ -128,16 +131,53 @@ def _feature(name: str, value: str | None) -> float | int | None:
     return int(number) if name in ("key", "mode") else number
 
 
+def join_audio_feature_files(
+    engine: Engine, paths: list[Path], *, skip_bad: bool = False, index: CatalogIndex | None = None
+) -> list[JoinReport]:
+    """Join several files in order, each in its own transaction, like join_audio_features one
+    after the other, except that a track that a later file matches by URI gets its audio
+    features from that file only (the last file wins, as before): otherwise every run would
+    set them back and forth, and re-running the same files would change tracks each time.
+    Such a track still gets a genre, popularity or duration it lacks. Files are parsed first."""
+    parsed = [(path, *parse_features(path, skip_bad=skip_bad)) for path in paths]
+    later: set[str] = set()
+    superseded: list[frozenset[str]] = []
+    for _, rows, _ in reversed(parsed):
+        superseded.append(frozenset(later))
+        later.update(row.uri for row in rows if row.uri)
+    return [
+        _join(engine, path, rows, skipped, index, skip)
+        for (path, rows, skipped), skip in zip(parsed, reversed(superseded), strict=True)
+    ]
+
+
 def join_audio_features(
     engine: Engine, path: Path, *, skip_bad: bool = False, index: CatalogIndex | None = None
 ) -> JoinReport:
     """Parse one file completely, then update matching tracks in one transaction."""
     rows, skipped = parse_features(path, skip_bad=skip_bad)
+    return _join(engine, path, rows, skipped, index, frozenset())
+
+
+def _join(
+    engine: Engine,
+    path: Path,
+    rows: list[FeatureRow],
+    skipped: list[str],
+    index: CatalogIndex | None,
+    superseded: frozenset[str],
+) -> JoinReport:
+    """Update the tracks `rows` match; those a URI in `superseded` matches get side data only.
+    Tracks whose values would not change are not updated (an update moves updated_at, which
+    makes the feature job write the track again)."""
     report = JoinReport(path=path, rows=len(rows), skipped=skipped)
-    by_uri: dict[int, dict[str, Any]] = {}
-    by_name: dict[int, dict[str, Any]] = {}
+    # (only tracks without audio features, side data only) -> track id -> values
+    updates: dict[tuple[bool, bool], dict[int, dict[str, Any]]] = {
+        (only_unset, side_only): {} for side_only in (False, True) for only_unset in (False, True)
+    }
     with engine.begin() as conn:
         index = index or CatalogIndex.load(conn)
+        later = {index.by_uri[uri] for uri in superseded if uri in index.by_uri}
         for row in rows:
             values = {
                 **{f"v_{k}": v for k, v in row.features.items()},
@@ -148,31 +188,37 @@ def join_audio_features(
             }
             if row.uri and row.uri in index.by_uri:
                 report.matched_by_uri += 1
-                by_uri[index.by_uri[row.uri]] = values
+                track_id = index.by_uri[row.uri]
+                updates[False, track_id in later][track_id] = values
             elif ids := index.by_key.get(track_key(row.artist, row.title)):
                 report.matched_by_name += 1
                 for track_id in ids:
-                    by_name[track_id] = values
-        for updates, only_unset in ((by_uri, False), (by_name, True)):
-            if updates:
-                stmt = _update_statement(only_unset)
-                params = [{"b_id": tid, **vals} for tid, vals in updates.items()]
+                    updates[True, track_id in later][track_id] = values
+        for (only_unset, side_only), by_track in updates.items():
+            if by_track:
+                stmt = _update_statement(only_unset, side_only)
+                params = [{"b_id": tid, **vals} for tid, vals in by_track.items()]
                 report.tracks_updated += conn.execute(stmt, params).rowcount or 0
     return report
 
 
-def _update_statement(only_unset: bool) -> Any:
-    stmt = (
-        update(Track)
-        .where(Track.id == bindparam("b_id"))
-        .values(
+def _update_statement(only_unset: bool, side_only: bool) -> Any:
+    values: dict[str, Any]
+    if side_only:  # a later file sets the features, and keeps what it has no value for
+        values = {
+            name: func.coalesce(getattr(Track, name), bindparam(f"v_{name}"))
+            for name in ("genre", "popularity", "duration_ms")
+        }
+    else:
+        values = {
             **{name: bindparam(f"v_{name}") for name in AUDIO_FEATURES},
-            audio_features_source=bindparam("v_source"),
+            "audio_features_source": bindparam("v_source"),
             # Keep a genre or popularity another file gave when this one has none.
-            genre=func.coalesce(bindparam("v_genre"), Track.genre),
-            popularity=func.coalesce(bindparam("v_popularity"), Track.popularity),
+            "genre": func.coalesce(bindparam("v_genre"), Track.genre),
+            "popularity": func.coalesce(bindparam("v_popularity"), Track.popularity),
             # The reduced MPD has no durations; feature files do.
-            duration_ms=func.coalesce(Track.duration_ms, bindparam("v_duration_ms")),
-        )
-    )
+            "duration_ms": func.coalesce(Track.duration_ms, bindparam("v_duration_ms")),
+        }
+    changes = or_(*[getattr(Track, name).is_distinct_from(v) for name, v in values.items()])
+    stmt = update(Track).where(Track.id == bindparam("b_id"), changes).values(**values)
     return stmt.where(Track.danceability.is_(None)) if only_unset else stmt

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine
 
-from ml_pipeline.ingest.audio_features import join_audio_features
+from ml_pipeline.ingest.audio_features import join_audio_feature_files
 from ml_pipeline.ingest.catalog_join import CatalogIndex, JoinReport
 from ml_pipeline.ingest.loader import MpdReport, load_mpd
 from ml_pipeline.ingest.lyrics import join_lyrics
@@ -84,14 +84,14 @@ def run_mpd(
 
 
 def run_joins(engine: Engine, kind: str, paths: list[Path], skip_bad: bool) -> list[JoinReport]:
-    join = join_audio_features if kind == "audio features" else join_lyrics
     files = [f for p in paths for f in (sorted(p.rglob("*.csv")) if p.is_dir() else [p])]
     with engine.connect() as conn:
         index = CatalogIndex.load(conn)
-    reports = []
-    for path in files:
-        report = join(engine, path, skip_bad=skip_bad, index=index)
-        reports.append(report)
+    if kind == "audio features":
+        reports = join_audio_feature_files(engine, files, skip_bad=skip_bad, index=index)
+    else:
+        reports = [join_lyrics(engine, path, skip_bad=skip_bad, index=index) for path in files]
+    for path, report in zip(files, reports, strict=True):
         console.print(
             f"{kind}: {path.name}: {report.rows:,} rows, matched {report.matched_by_uri:,} by "
             f"Spotify id and {report.matched_by_name:,} by artist+title, "
@@ -105,7 +105,11 @@ def run_joins(engine: Engine, kind: str, paths: list[Path], skip_bad: bool) -> l
 def mpd_command(
     paths: Annotated[list[Path], typer.Argument(help="MPD slice files or folders of them.")],
     source: Annotated[
-        str | None, typer.Option(help="Dataset name (default: each file's folder name).")
+        str | None,
+        typer.Option(
+            help="Dataset the pids belong to (default: from the content: 'mpd' for the full "
+            "format's own MPD pids, 'mpd_reduced' for the reduced format)."
+        ),
     ] = None,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Load at most this many playlists.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, bindparam, update
+from sqlalchemy import BindParameter, Engine, bindparam, update
 
 from ml_pipeline.ingest.catalog_join import CatalogIndex, JoinReport, read_csv
 from ml_pipeline.ingest.errors import IngestError
@@ -41,10 +41,12 @@ def join_lyrics(
                 report.matched_by_name += 1
                 params.extend({"b_id": track_id, "v_lyrics": text} for track_id in ids)
         if params:
+            lyrics: BindParameter[str] = bindparam("v_lyrics")
             stmt = (
                 update(Track)
-                .where(Track.id == bindparam("b_id"))
-                .values(lyrics=bindparam("v_lyrics"))
+                # Unchanged tracks are left alone: an update moves updated_at (feature job).
+                .where(Track.id == bindparam("b_id"), Track.lyrics.is_distinct_from(lyrics))
+                .values(lyrics=lyrics)
             )
             report.tracks_updated = conn.execute(stmt, params).rowcount or 0
     return report

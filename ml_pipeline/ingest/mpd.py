@@ -9,12 +9,25 @@ Mapping (MPD has no listeners and no play times):
   snapshot date minus a stable per-playlist offset of up to 28 days (so time-windowed features see
   a spread, not one instant), and each track lasts the playlist's mean track length
   (``duration_ms / num_tracks``), or 210 s when that is missing too.
-``source`` names the dataset (default: the folder the file is in), since MPD pids repeat across
-datasets; (source, pid) identifies a playlist and makes loads idempotent.
+(source, pid) identifies a playlist and makes loads idempotent. ``source`` names the dataset the
+pid belongs to, and is derived from the content, never from the file's name or folder, so the
+same playlist loads as the same rows from wherever it is read:
+- ``mpd``: a playlist in the full format (it has ``modified_at``) carries the MPD's own pid,
+  unique within the whole MPD. The pid must lie in the file's slice, ``info.slice`` or else the
+  ``mpd.slice.<first>-<last>.json`` name (MPD slice i-j holds pids i..j); a file that is neither
+  or whose pids lie outside its slice (renumbered) needs an explicit ``source``.
+- ``mpd_reduced``: a playlist in the reduced format (no ``modified_at``). Its pids are the
+  reduced dataset's own numbering: the shared ``mpd_reduced`` data renumbered them 0..5364 over
+  its 711 files, outside their slices' ranges and overlapping real MPD pids, so they must not
+  share the ``mpd`` source. Another reduced dataset with its own numbering needs its own
+  ``source``.
+The listener ids of the shared data are the ones a folder-named source gave them before
+(``mpd:mpd:<pid>`` for ``mpd/``, ``mpd:mpd_reduced:<pid>`` for ``mpd_reduced/``).
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -33,6 +46,10 @@ MPD_SNAPSHOT = datetime(2017, 11, 1, tzinfo=UTC)
 REDUCED_SPREAD_SECONDS = 28 * 24 * 3600
 DEFAULT_TRACK_MS = 210_000
 EVENT_NAMESPACE = uuid.UUID("5b0c1f0e-3a47-4c1e-9d7e-6f3e2b8a9c10")
+MPD_SOURCE = "mpd"  # full-format playlists: the MPD's own pids
+REDUCED_SOURCE = "mpd_reduced"  # reduced-format playlists: the reduced dataset's numbering
+_SLICE = re.compile(r"(\d+)-(\d+)")
+_SLICE_FILE = re.compile(r"mpd\.slice\.(\d+)-(\d+)\.json")
 
 
 @dataclass
@@ -61,16 +78,17 @@ def parse_file(
     path: Path, *, source: str | None = None, limit: int | None = None, skip_bad: bool = False
 ) -> FileResult:
     """Parse one MPD slice file into a batch. Raises IngestError naming the file and record;
-    with skip_bad, bad records (and a truncated tail) are passed over and listed instead."""
-    source = source or path.parent.name
+    with skip_bad, bad records (and a truncated tail) are passed over and listed instead.
+    Without `source`, each playlist's is derived from the content (module docstring)."""
     result = FileResult(path=path, batch=CatalogBatch())
+    dataset = _Dataset(path, source)
     index = -1
     try:
         for index, raw in enumerate(_stream_playlists(path)):
             if limit is not None and result.playlists >= limit:
                 break
             try:
-                _add_playlist(result.batch, raw, source)
+                _add_playlist(result.batch, raw, dataset.source_of(index, raw))
             except BadRecord as exc:
                 error = IngestError(path, _record_name(index, raw), str(exc))
                 if not skip_bad:
@@ -98,6 +116,60 @@ def parse_file_or_error(
         return parse_file(path, source=source, limit=limit, skip_bad=skip_bad)
     except IngestError as exc:
         return str(exc)
+
+
+class _Dataset:
+    """The source of a file's playlists: the explicit one, or derived from each playlist."""
+
+    def __init__(self, path: Path, source: str | None) -> None:
+        self.path = path
+        self.source = source
+        self._slice: tuple[int, int] | None = None
+        self._slice_read = False
+
+    def source_of(self, index: int, raw: Any) -> str:
+        if self.source:
+            return self.source
+        if not isinstance(raw, dict) or "modified_at" not in raw:
+            return REDUCED_SOURCE  # (a record that is not an object fails as a bad record)
+        pid = raw.get("pid")
+        span = self.slice()
+        if span is None:
+            raise IngestError(
+                self.path,
+                _record_name(index, raw),
+                "cannot tell which MPD slice this is (no info.slice, and the name is not "
+                "mpd.slice.<first>-<last>.json), so not whether its pids are the MPD's: "
+                "pass --source NAME",
+            )
+        if isinstance(pid, int) and not span[0] <= pid <= span[1]:
+            raise IngestError(
+                self.path,
+                _record_name(index, raw),
+                f"pid {pid} is outside the file's slice {span[0]}-{span[1]}, so it is not the "
+                "MPD's own pid (renumbered data): pass --source NAME",
+            )
+        return MPD_SOURCE
+
+    def slice(self) -> tuple[int, int] | None:
+        """The pid range of the file: its info.slice, else its name; None when neither."""
+        if not self._slice_read:
+            self._slice_read = True
+            self._slice = _slice_of(self.path)
+        return self._slice
+
+
+def _slice_of(path: Path) -> tuple[int, int] | None:
+    info: Any = None
+    try:
+        with path.open("rb") as f:  # "info" comes first in MPD files: this stops right there
+            info = next(ijson.items(f, "info"), None)
+    except (ijson.JSONError, OSError):
+        pass  # the playlists' own parse reports it
+    slice_text = info.get("slice") if isinstance(info, dict) else None
+    match = _SLICE.fullmatch(slice_text) if isinstance(slice_text, str) else None
+    match = match or _SLICE_FILE.fullmatch(path.name)
+    return (int(match[1]), int(match[2])) if match else None
 
 
 def _stream_playlists(path: Path) -> Iterator[dict[str, Any]]:

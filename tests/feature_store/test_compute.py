@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from feature_store.compute import RECENT_TRACKS, compute_features
 from musicrec.db.bulk import write_batch
@@ -17,6 +17,7 @@ from musicrec.db.models import (
     FEAT_USER_LISTENING_STATS,
     FEAT_USER_RECENT_TRACKS,
     FEAT_USER_TRACK_INTERACTIONS,
+    Track,
 )
 from musicrec.events import EventType
 from musicrec.records import CatalogBatch, EventRecord
@@ -106,6 +107,43 @@ def test_rerun_writes_nothing_and_rebuild_is_identical(events: Engine) -> None:
     assert sum(compute_features(events, T0).rows.values()) == 0
     rebuilt = compute_features(events, T0, rebuild=True)
     assert rebuilt.rows == first.rows
+
+
+@backends
+def test_rerun_after_a_track_changed_replaces_its_row_at_the_same_time(events: Engine) -> None:
+    """Historical data: every run is as of the newest event, T0. A track whose audio features
+    change after the first run (a newer features file) is written again at T0, as of which it
+    is known: the row of that key is replaced, not added (it used to fail on the key)."""
+    compute_features(events, T0)
+    counts = _table_counts(events)
+    with events.begin() as conn:  # what an audio-features join does to a track
+        conn.execute(
+            update(Track)
+            .where(Track.spotify_uri == T1)
+            .values(energy=0.9, updated_at=datetime.now(UTC))
+        )
+    report = compute_features(events, T0)
+    assert report.rows["track_audio_features"] == 1
+    assert _table_counts(events) == counts
+    row = _latest(events, FEAT_TRACK_AUDIO_FEATURES, track_id=T1)
+    assert row["energy"] == 0.9 and as_utc(row["event_timestamp"]) == T0
+    assert sum(compute_features(events, T0).rows.values()) == 0
+
+
+def _table_counts(engine: Engine) -> dict[str, int]:
+    tables = (
+        FEAT_TRACK_AUDIO_FEATURES,
+        FEAT_TRACK_POPULARITY,
+        FEAT_USER_AUDIO_PREFERENCES,
+        FEAT_USER_LISTENING_STATS,
+        FEAT_USER_RECENT_TRACKS,
+        FEAT_USER_TRACK_INTERACTIONS,
+    )
+    with engine.connect() as conn:
+        return {
+            t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
+            for t in tables
+        }
 
 
 # --- user_recent_tracks -----------------------------------------------------------------------

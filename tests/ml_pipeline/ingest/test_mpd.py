@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from sqlalchemy import Engine, select
 
 from ml_pipeline.ingest.errors import IngestError
 from ml_pipeline.ingest.loader import load_mpd
-from ml_pipeline.ingest.mpd import MPD_SNAPSHOT, parse_file
+from ml_pipeline.ingest.mpd import MPD_SNAPSHOT, MPD_SOURCE, REDUCED_SOURCE, parse_file
 from musicrec.db.models import ListeningEvent, Playlist, Track, User
 from musicrec.db.stats import catalog_counts
 from tests.conftest import backends
@@ -25,7 +27,8 @@ def two_formats(tmp_path: Path) -> list[Path]:
     )
     reduced = write_slice(
         tmp_path / "reduced" / "mpd.slice.0-999.json",
-        # pid 0 again: another dataset, so another playlist. Tracks 3 and 4 are shared.
+        # pid 0 again, in the reduced format: the reduced dataset's numbering, so another
+        # playlist (source mpd_reduced, not mpd). Tracks 3 and 4 are shared.
         [playlist(0, [3, 4, 5, 6], full=False), playlist(7, [6], full=False)],
     )
     return [full, reduced]
@@ -62,7 +65,7 @@ def test_plays_follow_playlist_order_and_end_at_modified_at(
         rows = conn.execute(
             select(ListeningEvent.position, ListeningEvent.occurred_at, ListeningEvent.ms_played)
             .join(User, User.id == ListeningEvent.user_id)
-            .where(User.external_id == "mpd:full:0")
+            .where(User.external_id == "mpd:mpd:0")
             .order_by(ListeningEvent.position)
         ).all()
     assert [r.position for r in rows] == [0, 1, 2]
@@ -158,5 +161,84 @@ def test_later_full_record_fills_durations_of_reduced_tracks(
             == 200_000
         )
         assert conn.execute(
-            select(Playlist.collaborative).where(Playlist.source == "full")
+            select(Playlist.collaborative).where(Playlist.source == "mpd")
         ).scalars().all() == [False, False]
+
+
+# --- which dataset a playlist belongs to: from the content, not the folder -------------------
+
+
+@backends
+def test_same_files_from_another_folder_add_nothing(
+    engine: Engine, shared_data: Path, tmp_path: Path
+) -> None:
+    real = [
+        shared_data / "mpd" / "mpd.slice.0-999.json",  # full format, the MPD's own pids
+        shared_data / "mpd_reduced" / "mpd.slice.1000-1999.json",  # reduced, renumbered pids
+    ]
+    folders = [tmp_path / "mpd", tmp_path / "a copy with another name"]
+    for folder in folders:
+        folder.mkdir()
+        for f in real:
+            shutil.copy(f, folder / f.name)
+
+    first = load_mpd(engine, [folders[0]])
+    assert first.ok and first.written.playlists == 37 + 7
+    counts = _counts(engine)
+    again = load_mpd(engine, [folders[1]])
+    assert again.ok and again.playlists_read == first.playlists_read
+    assert again.written.as_dict() == dict.fromkeys(again.written.as_dict(), 0)
+    assert _counts(engine) == counts
+    with engine.connect() as conn:
+        users = set(conn.execute(select(User.external_id)).scalars())
+    # The listener ids the shared data's folder names gave before.
+    assert {"mpd:mpd:0", "mpd:mpd:36", "mpd:mpd_reduced:2776"} <= users
+    assert all(u.startswith(("mpd:mpd:", "mpd:mpd_reduced:")) for u in users)
+
+
+def test_source_is_derived_from_the_content(tmp_path: Path) -> None:
+    full = [playlist(1000, [1], full=True), playlist(1999, [2], full=True)]
+    reduced = [playlist(5, [3], full=False)]
+    # info.slice names the range; the file's name does not matter.
+    named_anyhow = _slice(tmp_path / "x" / "whatever.json", full + reduced, "1000-1999")
+    sources = [p.source for p in parse_file(named_anyhow).batch.playlists]
+    assert sources == [MPD_SOURCE, MPD_SOURCE, REDUCED_SOURCE]
+    # Without an info block the slice file name gives the range.
+    by_name = _slice(tmp_path / "y" / "mpd.slice.1000-1999.json", full, None)
+    assert [p.user_external_id for p in parse_file(by_name).batch.playlists] == [
+        "mpd:mpd:1000",
+        "mpd:mpd:1999",
+    ]
+    assert parse_file(by_name, source="mine").batch.playlists[0].user_external_id == (
+        "mpd:mine:1000"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "slice_", "message"),
+    [
+        ("mpd.slice.0-999.json", "0-999", r"pid 1000 is outside the file's slice 0-999"),
+        ("export.json", None, r"cannot tell which MPD slice this is"),
+    ],
+)
+def test_full_format_pids_that_may_not_be_the_mpds_need_a_source(
+    engine: Engine, tmp_path: Path, name: str, slice_: str | None, message: str
+) -> None:
+    path = _slice(tmp_path / name, [playlist(1000, [1], full=True)], slice_)
+    with pytest.raises(IngestError, match=message + r".*pass --source NAME"):
+        parse_file(path)
+    report = load_mpd(engine, [path])
+    assert not report.ok and _counts(engine)["playlists"] == 0
+    assert load_mpd(engine, [path], source="export").written.playlists == 1
+
+
+def _slice(path: Path, playlists: list[dict[str, object]], slice_: str | None) -> Path:
+    write_slice(path, playlists)
+    if slice_ != "0-999":
+        doc = json.loads(path.read_text())
+        if slice_ is None:
+            del doc["info"]
+        else:
+            doc["info"]["slice"] = slice_
+        path.write_text(json.dumps(doc))
+    return path

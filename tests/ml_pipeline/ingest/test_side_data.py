@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from ml_pipeline.ingest.audio_features import join_audio_features, parse_features
+from ml_pipeline.ingest.audio_features import (
+    join_audio_feature_files,
+    join_audio_features,
+    parse_features,
+)
 from ml_pipeline.ingest.errors import IngestError
 from ml_pipeline.ingest.loader import load_mpd
 from ml_pipeline.ingest.lyrics import join_lyrics
@@ -123,3 +127,35 @@ def test_lyrics_join_by_normalized_name(catalog: Engine, tmp_path: Path) -> None
     report = join_lyrics(catalog, path)
     assert (report.rows, report.matched_by_name, report.tracks_updated) == (2, 1, 1)
     assert _track(catalog, 2).lyrics == "First line\nSecond line"
+    updated_at = _track(catalog, 2).updated_at
+    assert join_lyrics(catalog, path).tracks_updated == 0  # re-running changes nothing
+    assert _track(catalog, 2).updated_at == updated_at
+
+
+@backends
+def test_rerunning_feature_files_changes_nothing(catalog: Engine, tmp_path: Path) -> None:
+    # Track 2 in two files: SpotifyFeatures (genre, popularity), then a hit-predictor file
+    # with other values and no genre. The later file's features win, the genre stays.
+    later = HIT_PREDICTOR.replace(ID1, ID2).replace("Song 1,Artist 1,", "Song 2,Artist 2,")
+    files = [
+        _write(tmp_path, "sf.csv", SPOTIFY_FEATURES),
+        _write(tmp_path, "hit.csv", later.replace(",0.5,0.6,", ",0.4,0.6,")),
+        _write(tmp_path, "top.csv", TOP_HITS),
+    ]
+    first = join_audio_feature_files(catalog, files)
+    assert [r.tracks_updated for r in first] == [1, 1, 2]
+    t2 = _track(catalog, 2)
+    assert (t2.danceability, t2.audio_features_source, t2.genre, t2.popularity) == (
+        0.4,
+        "hit.csv",
+        "dance",
+        61,
+    )
+    state = [_track(catalog, n).updated_at for n in (1, 2, 3)]
+    again = join_audio_feature_files(catalog, files)
+    assert [r.tracks_updated for r in again] == [0, 0, 0]
+    assert [_track(catalog, n).updated_at for n in (1, 2, 3)] == state
+    assert [r.tracks_updated for r in (join_audio_features(catalog, f) for f in files[1:])] == [
+        0,
+        0,
+    ]
