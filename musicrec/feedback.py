@@ -5,13 +5,16 @@ Delivery is at least once, so the sink is idempotent by event_id: a redelivered 
 counted as a duplicate and changes nothing, in the database or in the online counters (only
 events this call actually stored are pushed to the feature store).
 
-Messages the sink cannot apply (not a valid event, or an event for a track not in the catalog)
-go to the dead_events table with their reason, in the batch's transaction, and the consumer
-moves on: a poison message never blocks a partition, and nothing is dropped unrecorded.
+Messages the sink cannot apply (not a valid event, an event for a track not in the catalog, or
+an event the database refuses) go to the dead_events table with their reason, and the consumer
+moves on: a poison message never blocks a partition, and nothing is dropped unrecorded. When the
+database refuses a batch for its data (not because it is unreachable), the batch is split in
+halves until the refused events are alone; they are dead-lettered and the rest is stored.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -23,14 +26,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Engine, Table, insert, select
+from sqlalchemy.exc import DBAPIError, StatementError
 
 from musicrec.config import Settings
 from musicrec.db.bulk import BatchWriter
 from musicrec.db.models import DeadEvent, Track
 from musicrec.db.models import ListeningEvent as EventRow
-from musicrec.events import ListeningEvent
+from musicrec.events import ListeningEvent, escape_unstorable
 from musicrec.records import CatalogBatch, EventRecord
-from musicrec.transport import InProcessTransport, decode, encode, one_line
+from musicrec.retry import Retrying
+from musicrec.transport import InProcessTransport, decode, one_line
 
 if TYPE_CHECKING:
     from kafka import KafkaConsumer
@@ -63,8 +68,33 @@ class DeadLetter:
         else:
             text = value or ""
         reason = "empty message" if value is None else f"not a valid event: {one_line(exc)}"
-        # Postgres text cannot hold NUL characters.
-        return cls(source, text.replace("\x00", "\\x00"), reason)
+        return cls(source, escape_unstorable(text), escape_unstorable(reason))
+
+    @classmethod
+    def refused(cls, source: str, event: ListeningEvent, exc: Exception) -> DeadLetter:
+        """An event the database would not store (it holds what neither store can: the API
+        refuses such events, so only other producers can send them)."""
+        reason = f"refused by the database: {escape_unstorable(one_line(exc))}"
+        return cls(source, _payload(event), reason, event.event_id)
+
+
+def _payload(event: ListeningEvent) -> str:
+    """The event's JSON for dead_events: ASCII, so whatever it holds is escaped (no raw NUL)."""
+    return json.dumps(event.model_dump(mode="json"), ensure_ascii=True)
+
+
+def refused_for_its_data(exc: Exception) -> bool:
+    """Whether the database refused a write for the values in it (a poison event), rather than
+    being unreachable or broken (then every event would fail the same way: retry the batch).
+    A ValueError is the driver failing to send a value at all (psycopg2: a NUL in text; sqlite3
+    and psycopg2: a lone surrogate, UnicodeEncodeError), raised as is or as a StatementError."""
+    if isinstance(exc, ValueError):
+        return True
+    # By the DB-API's class names: the bulk writer's COPY raises the driver's own errors,
+    # unwrapped (psycopg2.errors.NumericValueOutOfRange is a psycopg2.DataError).
+    if {"DataError", "IntegrityError"} & {cls.__name__ for cls in type(exc).__mro__}:
+        return True
+    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
 
 
 @dataclass
@@ -73,6 +103,7 @@ class HandleReport:
     duplicates: int = 0  # already stored, or repeated within the batch
     rejected: int = 0  # track not in the catalog (dead-lettered)
     invalid: int = 0  # not a valid event (dead-lettered)
+    refused: int = 0  # a valid event the database would not store (dead-lettered)
     push_failures: int = 0  # stored, but the online features missed them until the batch job
 
     def add(self, other: HandleReport) -> None:
@@ -95,12 +126,48 @@ class FeedbackSink:
         """Store new events in one transaction, then push each newly stored one to the online
         features. Rejected events (unknown track) and the `invalid` messages are stored in
         dead_events in the same transaction; `sources` names where each event came from.
-        Raises only when the database write fails (nothing is stored then)."""
+        Events the database refuses for their data are dead-lettered and the others stored.
+        Raises only when the database is unavailable (nothing is stored then)."""
+        if sources is None:
+            sources = ["direct"] * len(events)
+        try:
+            return self._store(events, sources, invalid)
+        except Exception as exc:
+            if not refused_for_its_data(exc):
+                raise
+            log.warning("the database refused a batch of %d: %s", len(events), one_line(exc))
+        report = self._store([], [], invalid) if invalid else HandleReport()
+        report.add(self._isolate(events, sources))
+        return report
+
+    def _isolate(self, events: Sequence[ListeningEvent], sources: Sequence[str]) -> HandleReport:
+        """Store what the database takes of a batch it refused: halves, recursively, until the
+        refused events are alone (log2 of the batch's size extra transactions per poison
+        event); those are dead-lettered."""
+        try:
+            return self._store(events, sources, ())
+        except Exception as exc:
+            if not refused_for_its_data(exc):
+                raise
+            if len(events) == 1:
+                log.error("dead-lettered event %s: %s", events[0].event_id, one_line(exc))
+                report = self._store([], [], [DeadLetter.refused(sources[0], events[0], exc)])
+                report.invalid, report.refused = 0, 1
+                return report
+        mid = len(events) // 2
+        report = self._isolate(events[:mid], sources[:mid])
+        report.add(self._isolate(events[mid:], sources[mid:]))
+        return report
+
+    def _store(
+        self,
+        events: Sequence[ListeningEvent],
+        sources: Sequence[str],
+        invalid: Sequence[DeadLetter],
+    ) -> HandleReport:
         report = HandleReport(invalid=len(invalid))
         if not events and not invalid:
             return report
-        if sources is None:
-            sources = ["direct"] * len(events)
         first: dict[uuid.UUID, tuple[ListeningEvent, str]] = {}
         for e, source in zip(events, sources, strict=True):
             first.setdefault(e.event_id, (e, source))
@@ -123,7 +190,7 @@ class FeedbackSink:
             dead = [
                 DeadLetter(
                     first[e.event_id][1],
-                    encode(e).decode(),
+                    _payload(e),
                     f"track {e.track_id} is not in the catalog",
                     e.event_id,
                 )
@@ -290,12 +357,14 @@ class InProcessConsumer:
         return self.transport.pending() == 0
 
     def _run(self) -> None:
+        database = Retrying("feedback consumer", "database", maximum=self.retry_seconds)
         while not self._stopping.is_set():
             try:
                 self.run_once(wait_seconds=self.poll_seconds)
-            except Exception:
-                log.exception("feedback batch failed; retrying in %g s", self.retry_seconds)
-                self._stopping.wait(self.retry_seconds)
+            except Exception as exc:
+                self._stopping.wait(database.failed(exc))
+            else:
+                database.succeeded()
 
 
 class KafkaConsumerLoop:
@@ -350,14 +419,21 @@ class KafkaConsumerLoop:
         """Consume until stop() (or max_batches non-empty batches); returns the batches handled."""
         from kafka.errors import KafkaError
 
-        consumer = self._connect()
+        kafka = Retrying("feedback consumer", "kafka", maximum=self.retry_seconds)
+        database = Retrying("feedback consumer", "database", maximum=self.retry_seconds)
         handled = 0
         while not self._stopping.is_set() and (max_batches is None or handled < max_batches):
-            polled = consumer.poll(
-                timeout_ms=int(self.poll_seconds * 1000), max_records=self.batch_size
-            )
             if self.heartbeat_path is not None:
                 self.heartbeat_path.touch()
+            try:
+                consumer = self._connect()
+                polled = consumer.poll(
+                    timeout_ms=int(self.poll_seconds * 1000), max_records=self.batch_size
+                )
+            except KafkaError as exc:  # no broker yet: the loop stays alive and says so once
+                self._stopping.wait(kafka.failed(exc))
+                continue
+            kafka.succeeded()
             if not polled:
                 continue
             events, sources, invalid = [], [], []
@@ -372,12 +448,12 @@ class KafkaConsumerLoop:
                         log.warning("dead-lettered bad message %s: %s", source, one_line(exc))
             try:
                 report = self.sink.handle(events, sources=sources, invalid=invalid)
-            except Exception:
-                log.exception("feedback batch failed; retrying in %g s", self.retry_seconds)
+            except Exception as exc:  # the database is unavailable: read the batch again
                 for tp, records in polled.items():
                     consumer.seek(tp, records[0].offset)
-                self._stopping.wait(self.retry_seconds)
+                self._stopping.wait(database.failed(exc))
                 continue
+            database.succeeded()
             self.totals.add(report)
             self.skipped += len(invalid)
             try:

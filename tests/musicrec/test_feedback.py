@@ -155,6 +155,76 @@ def test_poison_messages_are_dead_lettered_once_with_the_batch(engine: Engine) -
     assert dead[2][2:] == ("", "empty message")
 
 
+def _poison(user: str, **fields: object) -> ListeningEvent:
+    """An event the API would refuse (it validates as the stores do), as another producer, or
+    an older API, could still put on the topic: built without validation."""
+    event = _event(user, T1)
+    return event.model_copy(update=fields)
+
+
+# What each store refuses: SQLite holds NUL, Postgres neither NUL nor 64-bit integers; no store
+# can encode a lone surrogate.
+POISON = {
+    "sqlite": {"surrogate": {"user_id": "bad\ud800"}},
+    "postgresql": {
+        "surrogate": {"user_id": "bad\ud800"},
+        "nul": {"user_id": "nul\x00user"},
+        "int_overflow": {"ms_played": 2**40},
+        "nul_in_context": {"context": EventContext.model_construct(device="a\x00", position=1)},
+    },
+}
+
+
+@backends
+def test_a_poison_event_is_dead_lettered_and_the_rest_of_its_batch_stored(
+    engine: Engine,
+) -> None:
+    """The consumer once retried a batch holding one NUL forever, so nothing after it was
+    stored. Now the refused event is alone dead-lettered, every good one around it lands."""
+    write_batch(engine, batch())
+    sink = FeedbackSink(engine, None)
+    for name, fields in POISON[engine.dialect.name].items():
+        good = [_event(f"{name}-{i}", T1) for i in range(7)]
+        poison = _poison(f"{name}-poison", **fields)
+        events = [*good[:3], poison, *good[3:]]
+        sources = [f"kafka:t/0/{i}" for i in range(len(events))]
+
+        report = sink.handle(events, sources=sources)
+        assert report == HandleReport(stored=7, refused=1), name
+        with engine.connect() as conn:
+            stored = set(
+                conn.scalars(
+                    select(EventRow.event_id).where(
+                        EventRow.event_id.in_([e.event_id for e in events])
+                    )
+                )
+            )
+        assert stored == {e.event_id for e in good}, name
+        dead = [d for d in _dead(engine) if d[1] == poison.event_id]
+        assert len(dead) == 1, name
+        source, _, payload, reason = dead[0]
+        assert source == "kafka:t/0/3"
+        assert reason.startswith("refused by the database: ")
+        assert "\x00" not in payload and str(poison.event_id) in payload
+        # Redelivered (no offset commit before a crash): nothing new, nothing stored twice.
+        again = sink.handle(events, sources=sources)
+        assert again.stored == 0 and again.duplicates == 7, name
+        assert len([d for d in _dead(engine) if d[1] == poison.event_id]) == 1
+
+
+@backends
+def test_an_unavailable_database_is_retried_not_dead_lettered(engine: Engine) -> None:
+    from sqlalchemy import text
+
+    write_batch(engine, batch())
+    sink = FeedbackSink(engine, None)
+    with engine.begin() as conn:  # a broken database, as every event would find it
+        conn.execute(text("DROP TABLE dead_events"))
+        conn.execute(text("DROP TABLE listening_events"))
+    with pytest.raises(Exception, match="listening_events"):
+        sink.handle([_event("u1", T1), _poison("u2", user_id="bad\ud800")])
+
+
 @backends
 def test_dead_letters_roll_back_with_a_failed_batch(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
@@ -268,14 +338,16 @@ def test_kafka_consumer_loop_commits_only_handled_batches(
         )
 
     first = loop()
-    caplog.set_level(logging.ERROR, logger="musicrec.feedback")
+    caplog.set_level(logging.WARNING, logger="musicrec.retry")
     thread = _start(first)
     try:
         # No tables yet: the batch fails and must be read again, not skipped.
-        _wait(lambda: any("batch failed" in r.getMessage() for r in caplog.records))
+        _wait(lambda: any("database unavailable" in r.getMessage() for r in caplog.records))
         upgrade(empty_engine)
         write_batch(empty_engine, batch())
         _wait(lambda: first.totals.stored + first.totals.duplicates == 4)
+        said = [r.getMessage() for r in caplog.records if r.name == "musicrec.retry"]
+        assert len(said) == 2 and "database is back after" in said[1]  # once per change
         # The liveness heartbeat keeps being touched while the loop polls.
         touched = (tmp_path / "alive").stat().st_mtime_ns
         _wait(lambda: (tmp_path / "alive").stat().st_mtime_ns > touched)
