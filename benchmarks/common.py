@@ -49,6 +49,12 @@ def commit_id() -> str:
         return "unknown"
 
 
+def load_average() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages, for the record beside a figure (other
+    work on the machine moves latencies)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def emit(result: dict[str, Any]) -> None:
     """One JSON document on stdout (the machine-readable result), also kept as
     results/benchmarks/<name>.json."""

@@ -55,7 +55,7 @@ def measure(
     from feature_store.store import open_store
     from musicrec.feedback import FeedbackSink, KafkaConsumerLoop
     from musicrec.transport import EventTransport, KafkaTransport
-    from tests.apps.serving_env import LISTENERS, build_env, exported_model, uri
+    from tests.apps.serving_env import APP, LISTENERS, build_env, exported_model, uri
 
     model = exported_model(folder / "model")
     owner = None
@@ -86,13 +86,14 @@ def measure(
             )
             thread = threading.Thread(target=loop.run, daemon=True)
             thread.start()
-        key = ApiKeys(env.engine, 0).create("freshness")
+        key = ApiKeys(env.engine, 0).create("freshness", app=APP)
         accepted, sent = [], []
         try:
             with TestClient(create_app(env.settings, transport=transport)) as client:
                 for i in range(-20, events):  # the first 20 warm up (and wait for the group join)
-                    user = f"u{i % LISTENERS}"
-                    before = features.user_features(user, features=WANTED)
+                    user = f"u{i % LISTENERS}"  # as the API's client knows it
+                    stored = env.stored(user)  # as the features know it
+                    before = features.user_features(stored, features=WANTED)
                     last = before["user_recent_tracks__track_ids"].split()[-1:]
                     track = next(uri(j) for j in range(i % 36, i % 36 + 2) if [uri(j)] != last)
                     plays = before["user_listening_stats__plays"]
@@ -103,7 +104,7 @@ def measure(
                     assert reply.status_code == 202, reply.text
                     deadline = t1 + (30 if i < 0 else 10)
                     while True:
-                        now = features.user_features(user, features=WANTED)
+                        now = features.user_features(stored, features=WANTED)
                         if (
                             now["user_recent_tracks__track_ids"].split()[-1:] == [track]
                             and now["user_listening_stats__plays"] == plays + 1

@@ -62,6 +62,7 @@ import redis
 import torch
 
 from apps.api.security import ApiKeys
+from apps.api.tenancy import client_user_id
 from apps.ml.schemas import PredictQuery, SeedTrack, UserQuery
 from apps.ml.service import MLService
 from benchmarks.common import emit, scratch_schema
@@ -118,6 +119,9 @@ class SetupFailed(Exception):
 class Workload:
     listeners: list[str]  # with plays, so the model path is taken
     seeds: list[tuple[str, str]]  # (title, artist) of catalog tracks
+
+
+LISTENER_APP = "demo"  # ml_pipeline/synthetic.py stores its listeners as demo:user:<n>
 
 
 @cache
@@ -563,6 +567,13 @@ def _encode(method: str, path: str, headers: dict[str, str], body: Any = None) -
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
 
 
+def _client_id(stored: str) -> str:
+    """A listener's id as the benchmark key's app sends it (the internal routes take it stored)."""
+    client = client_user_id(LISTENER_APP, stored)
+    assert client is not None, stored
+    return client
+
+
 def _routes(
     api_key: str, workload: Workload, rng: np.random.Generator
 ) -> tuple[list[Route], list[Route]]:
@@ -577,7 +588,11 @@ def _routes(
         Route(
             "user",
             [
-                _encode("GET", f"/v1/users/{quote(u, safe='')}/recommendations?k={USER_K}", key)
+                _encode(
+                    "GET",
+                    f"/v1/users/{quote(_client_id(u), safe='')}/recommendations?k={USER_K}",
+                    key,
+                )
                 for u in users
             ],
             b'"source":"model"',
@@ -746,7 +761,8 @@ def _mode(
     result: dict[str, Any] = {"in_process": _in_process(settings, workload, args.requests)}
     engine = make_engine(settings=settings)
     try:
-        api_key = ApiKeys(engine, 0).create(f"bench-{uuid.uuid4().hex[:8]}")
+        # The generated listeners are stored as demo:user:<n>: the app demo's.
+        api_key = ApiKeys(engine, 0).create(f"bench-{uuid.uuid4().hex[:8]}", app=LISTENER_APP)
     finally:
         engine.dispose()
     servers: list[Server] = []

@@ -10,6 +10,7 @@ dictionary, never kept by hand.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -62,13 +63,28 @@ def repo_config_dict(settings: Settings) -> dict[str, Any]:
         config["registry"] = str(data / "registry.db")
         config["offline_store"] = {"type": "file"}
     if settings.online_store == "redis":
-        config["online_store"] = {
-            "type": "redis",
-            "connection_string": f"{settings.feast_redis_host}:{settings.feast_redis_port}",
-        }
+        config["online_store"] = {"type": "redis", "connection_string": redis_connection(settings)}
     else:
         config["online_store"] = {"type": "sqlite", "path": str(data / "online.db")}
     return config
+
+
+def redis_connection(settings: Settings) -> str:
+    """Feast's Redis connection string: host:port, then redis-py arguments as key=JSON value.
+    Every call has a socket timeout (redis-py has none by default: a Redis that hangs, rather
+    than refusing, would hold a push or a readiness probe forever)."""
+    timeout = settings.redis_timeout_seconds
+    parts = [
+        f"{settings.feast_redis_host}:{settings.feast_redis_port}",
+        f"socket_timeout={timeout}",
+        f"socket_connect_timeout={timeout}",
+    ]
+    if settings.feast_redis_password is not None:
+        password = settings.feast_redis_password.get_secret_value()
+        if "," in password:  # Feast splits the string on commas
+            raise ValueError("FEAST_REDIS_PASSWORD cannot contain a comma (Feast's format)")
+        parts.append(f"password={json.dumps(password)}")
+    return ",".join(parts)
 
 
 def _search_path(options: str | tuple[str, ...] | None) -> str | None:
@@ -84,5 +100,12 @@ def _search_path(options: str | tuple[str, ...] | None) -> str | None:
 def write_feature_store_yaml(settings: Settings, repo_dir: Path = REPO_DIR) -> Path:
     path = repo_dir / "feature_store.yaml"
     header = "# Generated from musicrec settings by `musicrec features apply`; do not edit.\n"
-    path.write_text(header + yaml.safe_dump(repo_config_dict(settings), sort_keys=False))
+    config = repo_config_dict(settings)
+    if settings.feast_redis_password is not None:  # the feast CLI expands it; never on disk
+        secret = json.dumps(settings.feast_redis_password.get_secret_value())
+        online = config["online_store"]
+        online["connection_string"] = online["connection_string"].replace(
+            f"password={secret}", "password=${FEAST_REDIS_PASSWORD}"
+        )
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False))
     return path

@@ -89,9 +89,11 @@ class OnlineFeatures:
             from redis.backoff import NoBackoff
             from redis.retry import Retry
 
+            password = settings.feast_redis_password
             client = redis.Redis(
                 host=settings.feast_redis_host or "localhost",
                 port=settings.feast_redis_port,
+                password=password.get_secret_value() if password else None,
                 socket_timeout=timeout_seconds,
                 socket_connect_timeout=timeout_seconds,
                 # redis-py retries 3 times with backoff of seconds by default: the budget is

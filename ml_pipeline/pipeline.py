@@ -224,14 +224,19 @@ DEMO_KEY_PREFIX = "demo-webapp-"
 
 
 def _demo_key(ctx: PipelineContext) -> str:
-    """A fresh client API key for the web page; the keys of earlier demo runs are revoked."""
-    from apps.api.security import ApiKeys
+    """A fresh client API key for the web page; the keys of earlier demo runs are revoked. It
+    acts for the app whose listeners the demo loaded (mpd, or demo with --synthetic), with every
+    scope: the page lists listeners, sends feedback and shows the operations view."""
+    from apps.api.security import SCOPES, ApiKeys
 
     keys = ApiKeys(ctx.engine, 0)
     for key in keys.list():
         if key.active and key.name.startswith(DEMO_KEY_PREFIX):
             keys.revoke(key.name)
-    return keys.create(f"{DEMO_KEY_PREFIX}{datetime.now(UTC):%Y%m%d-%H%M%S-%f}")
+    name = f"{DEMO_KEY_PREFIX}{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"
+    # Ingested playlists are stored as mpd:<source>:<pid>, synthetic listeners as demo:user:<n>.
+    app = "demo" if ctx.results.get("dataset") == "synthetic" else "mpd"
+    return keys.create(name, app=app, scopes=SCOPES)
 
 
 STEPS: list[Step] = [

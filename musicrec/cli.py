@@ -98,6 +98,7 @@ def serve(
             port,
             workers,
             embedded_only_single=settings.event_transport == "in-process",
+            worker_healthcheck_timeout_seconds=settings.worker_healthcheck_timeout_seconds,
         )
 
 
@@ -114,7 +115,11 @@ def serve_ml(
     settings = get_settings()
     with cli_errors():
         run_server(
-            "apps.ml.main:create_app", host or settings.ml_host, port or settings.ml_port, workers
+            "apps.ml.main:create_app",
+            host or settings.ml_host,
+            port or settings.ml_port,
+            workers,
+            worker_healthcheck_timeout_seconds=settings.worker_healthcheck_timeout_seconds,
         )
 
 

@@ -25,6 +25,13 @@ class Settings(BaseSettings):
 
     feast_redis_host: str | None = None
     feast_redis_port: int = 6379
+    feast_redis_password: SecretStr | None = None
+    # Socket timeout of every Redis call that is not a request's feature read (those have
+    # FEATURE_TIMEOUT_MS): pushes of fresh features, materialization, readiness.
+    redis_timeout_seconds: float = Field(default=2.0, gt=0)
+    # Postgres: connecting, and any one statement of a serving process, give up after this
+    # (jobs run without a statement limit); the API answers 503 within it.
+    database_timeout_seconds: float = Field(default=2.0, gt=0)
     # Feast project name: the namespace of every online-store key and registry entry.
     feast_project: str = "musicrec"
 
@@ -70,16 +77,26 @@ class Settings(BaseSettings):
     feature_timeout_ms: float = Field(default=50.0, gt=0)
     # Admin token for model reload and promotion; unset disables the admin routes.
     admin_token: SecretStr | None = None
+    # Bearer token of GET /metrics (API and ML service); unset: /metrics answers loopback only.
+    metrics_token: SecretStr | None = None
     # Per API key (per API process): sustained requests per second and burst.
     rate_limit_per_second: float = Field(default=100.0, gt=0)
     rate_limit_burst: int = Field(default=200, ge=1)
     api_key_cache_seconds: float = Field(default=30.0, ge=0)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # A request body that stops arriving for this long is answered 408 and the connection closed.
+    body_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    # `serve --workers N`: how long uvicorn waits for a worker to answer its health check before
+    # restarting it (a worker loading the model on a busy machine needs more than uvicorn's 5 s).
+    worker_healthcheck_timeout_seconds: float = Field(default=60.0, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
 
     # Feedback events: the Kafka topic (services mode) or the durable in-process queue file.
     kafka_feedback_topic: str = "listening-events"
     event_publish_timeout_seconds: float = Field(default=5.0, gt=0)
+    # After Kafka failed to take feedback, requests write straight to the outbox for this long
+    # while a background probe checks Kafka (an outage costs requests no Kafka timeouts).
+    kafka_breaker_seconds: float = Field(default=10.0, gt=0)
     event_queue_path: Path | None = None
 
     # Interest graphs (ml_pipeline/generate_interest_graph.py): the provider of a run, the

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
+from prometheus_client import Gauge
 from sqlalchemy import Engine, Table, delete, false, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from musicrec.db.models import EventOutbox
 from musicrec.events import ListeningEvent
+from musicrec.retry import Retrying
 from musicrec.transport import (
     EventTransport,
     KafkaTransport,
@@ -30,6 +33,62 @@ log = logging.getLogger(__name__)
 OUTBOX = cast(Table, EventOutbox.__table__)
 
 
+BREAKER_OPEN = Gauge(
+    "musicrec_outbox_kafka_breaker_open",
+    "1 while Kafka is taken for down and feedback goes straight to the outbox",
+)
+
+
+class KafkaBreaker:
+    """Whether to try Kafka at all. Closed: yes. Opened by a failed publish: no, every request
+    goes straight to the outbox (a few ms) instead of waiting for Kafka's timeout, while a
+    background thread probes Kafka every `probe_seconds` and closes it once Kafka answers.
+    Each change of state is logged once."""
+
+    def __init__(self, kafka: KafkaTransport, probe_seconds: float) -> None:
+        self.kafka = kafka
+        self.probe_seconds = probe_seconds
+        self._lock = threading.Lock()
+        self._opened_at: float | None = None
+        self.reason = ""
+        self._stopping = threading.Event()
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened_at is not None
+
+    def status(self) -> str:
+        if self._opened_at is None:
+            return "kafka"
+        since = time.monotonic() - self._opened_at
+        return f"degraded: Kafka unavailable for {since:.0f} s, feedback goes to the outbox"
+
+    def trip(self, reason: str) -> None:
+        with self._lock:
+            if self._opened_at is not None:
+                return
+            self._opened_at, self.reason = time.monotonic(), reason
+        BREAKER_OPEN.set(1)
+        log.warning("Kafka unavailable, feedback goes to the outbox until it is back: %s", reason)
+        threading.Thread(target=self._probe, name="kafka-probe", daemon=True).start()
+
+    def _probe(self) -> None:
+        while not self._stopping.wait(self.probe_seconds):
+            try:
+                self.kafka.probe()
+            except TransportError:
+                continue  # still down: said once already
+            with self._lock:
+                opened_at, self._opened_at = self._opened_at, None
+            BREAKER_OPEN.set(0)
+            down = time.monotonic() - (opened_at or time.monotonic())
+            log.info("Kafka is back after %.0f s: feedback goes to Kafka again", down)
+            return
+
+    def close(self) -> None:
+        self._stopping.set()
+
+
 class OutboxTransport:
     """Kafka first; when Kafka does not acknowledge, the events go to the event_outbox table in
     one transaction and publish returns normally (they are durably handed over, and
@@ -37,31 +96,51 @@ class OutboxTransport:
     batch Kafka took in part (or delivered after the timeout) reach Kafka twice: the sink
     stores them once, by event_id.
 
+    After a Kafka failure, a breaker (KafkaBreaker) sends requests straight to the outbox until
+    Kafka answers again: an outage costs the requests in flight when it began one Kafka
+    timeout, and no request after them any.
+
     A listener's events keep their order: while the outbox holds events of a listener in the
     batch, the batch goes to the outbox behind them instead of overtaking them on Kafka."""
 
-    def __init__(self, kafka: KafkaTransport, engine: Engine, *, owns_engine: bool = False):
+    def __init__(
+        self,
+        kafka: KafkaTransport,
+        engine: Engine,
+        *,
+        owns_engine: bool = False,
+        breaker_seconds: float = 10.0,
+    ):
         self.kafka = kafka
         self.engine = engine
         self.owns_engine = owns_engine
+        self.breaker = KafkaBreaker(kafka, breaker_seconds)
 
     def publish(self, events: Sequence[ListeningEvent]) -> None:
         if not events:
             return
-        try:
-            if not self._queued_behind(events):
-                self.kafka.publish(events)
-                return
-            reason = "earlier events of these listeners are in the outbox"
-        except TransportError as exc:
-            reason = str(exc)
+        if self.breaker.is_open:
+            reason = f"Kafka unavailable ({self.breaker.reason})"
+        else:
+            try:
+                if not self._queued_behind(events):
+                    self.kafka.publish(events)
+                    return
+                reason = "earlier events of these listeners are in the outbox"
+            except TransportError as exc:
+                reason = str(exc)
+                self.breaker.trip(reason)
         try:
             added = write_outbox(self.engine, events)
         except SQLAlchemyError as exc:
             raise TransportError(
                 f"{reason}; and the outbox did not store them: {one_line(exc)}"
             ) from exc
-        log.warning("%d event(s) to the outbox (%d new): %s", len(events), added, reason)
+        if not self.breaker.is_open:  # while it is, the breaker said so once
+            log.warning("%d event(s) to the outbox (%d new): %s", len(events), added, reason)
+
+    def status(self) -> str:
+        return self.breaker.status()
 
     def _queued_behind(self, events: Sequence[ListeningEvent]) -> bool:
         users = {e.user_id for e in events}
@@ -76,6 +155,7 @@ class OutboxTransport:
         return found is not None
 
     def close(self) -> None:
+        self.breaker.close()
         self.kafka.close()
         if self.owns_engine:
             self.engine.dispose()
@@ -152,18 +232,27 @@ class OutboxRelay:
         self, poll_seconds: float = 1.0, limit: int = 500, heartbeat_path: Path | None = None
     ) -> int:
         """Relay until stop(): batches back to back while there are rows, then a poll every
-        poll_seconds; a failure (Kafka or the database down) is logged and retried after
-        poll_seconds. heartbeat_path is touched every round, for a liveness probe. Returns the
-        rows sent."""
+        poll_seconds. A failure (Kafka or the database down) is logged once and retried with
+        backoff, up to poll_seconds apart, until it works again (logged once too).
+        heartbeat_path is touched every round, for a liveness probe. Returns the rows sent."""
+        kafka = Retrying("outbox relay", "kafka", maximum=poll_seconds)
+        database = Retrying("outbox relay", "database", maximum=poll_seconds)
         while not self._stopping.is_set():
             if heartbeat_path is not None:
                 heartbeat_path.touch()
             try:
-                if self.run_once(limit):
-                    continue
-            except Exception as exc:
-                log.warning("outbox relay: %s; retrying in %g s", one_line(exc), poll_seconds)
-            self._stopping.wait(poll_seconds)
+                sent = self.run_once(limit)
+            except TransportError as exc:
+                self._stopping.wait(kafka.failed(exc))
+                continue
+            except Exception as exc:  # the database, or anything else: never a dead relay
+                self._stopping.wait(database.failed(exc))
+                continue
+            database.succeeded()
+            if sent:
+                kafka.succeeded()
+            if not sent:
+                self._stopping.wait(poll_seconds)
         return self.sent
 
     def stop(self) -> None:

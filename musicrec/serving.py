@@ -17,7 +17,13 @@ from musicrec.errors import UserError
 
 
 def run_server(
-    factory: str, host: str, port: int, workers: int, *, embedded_only_single: bool = False
+    factory: str,
+    host: str,
+    port: int,
+    workers: int,
+    *,
+    embedded_only_single: bool = False,
+    worker_healthcheck_timeout_seconds: float = 60.0,
 ) -> None:
     if embedded_only_single and workers > 1:
         # Each worker would run its own in-process event queue consumer on the same file.
@@ -28,6 +34,8 @@ def run_server(
         host=host,
         port=port,
         workers=workers,
+        # uvicorn's 5 s kills workers still loading the model on a busy machine, forever.
+        timeout_worker_healthcheck=max(1, round(worker_healthcheck_timeout_seconds)),
         log_level="info",
         access_log=False,  # per-request logs cost more than the request; /metrics counts them
     )

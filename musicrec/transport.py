@@ -47,6 +47,10 @@ class TransportError(RuntimeError):
 class EventTransport(Protocol):
     def publish(self, events: Sequence[ListeningEvent]) -> None: ...
 
+    def status(self) -> str:
+        """For /readyz: the transport, or "degraded: <why>" while it works around an outage."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -63,9 +67,11 @@ def transport_for(settings: Settings, engine: Engine | None = None) -> EventTran
         )
         from musicrec.outbox import OutboxTransport
 
+        breaker = settings.kafka_breaker_seconds
         if engine is not None:
-            return OutboxTransport(kafka, engine)
-        return OutboxTransport(kafka, make_engine(settings=settings), owns_engine=True)
+            return OutboxTransport(kafka, engine, breaker_seconds=breaker)
+        own = make_engine(settings=settings, serving=True)
+        return OutboxTransport(kafka, own, owns_engine=True, breaker_seconds=breaker)
     assert settings.event_queue_path is not None  # derived by Settings
     return InProcessTransport(
         settings.event_queue_path, timeout_seconds=settings.event_publish_timeout_seconds
@@ -141,6 +147,19 @@ class KafkaTransport:
             ) from exc
         finally:
             self._settled(None, count=len(events) - sent)  # those never handed to the producer
+
+    def probe(self) -> None:
+        """Raise TransportError unless Kafka answers a metadata request for the topic within
+        the publish timeout."""
+        from kafka.errors import KafkaError
+
+        try:
+            self._connect().partitions_for(self.topic)
+        except (KafkaError, OSError) as exc:
+            raise TransportError(f"Kafka at {self.bootstrap_servers}: {one_line(exc)}") from exc
+
+    def status(self) -> str:
+        return "kafka"
 
     def _settled(self, _result: object, *, count: int = 1) -> None:
         with self._buffer_lock:
@@ -257,6 +276,9 @@ class InProcessTransport:
             self._write("INSERT OR REPLACE INTO dead_events VALUES (?, ?, ?, ?)", dead)
             self.ack([seq for seq, *_ in dead])
         return good
+
+    def status(self) -> str:
+        return "in-process"
 
     def ack(self, seqs: Iterable[int]) -> None:
         """Remove handled events from the queue."""

@@ -1,8 +1,9 @@
-"""Route dependencies: the shared state, client API keys with their rate limit, the admin
-token. All async: a sync dependency would cost a thread-pool hop per request."""
+"""Route dependencies: the shared state, client API keys with their rate limit and scopes, the
+admin token. All async: a sync dependency would cost a thread-pool hop per request."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Security, status
@@ -38,7 +39,8 @@ def _limit(state: ApiState, key: str) -> None:
 async def client_key(
     state: StateDep, key: Annotated[str | None, Security(api_key_header)]
 ) -> ApiKeyInfo:
-    info = state.keys.verify(key) if key else None
+    timeout = state.settings.database_timeout_seconds
+    info = await state.keys.verify_within(key, timeout) if key else None
     if info is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -69,9 +71,29 @@ async def admin(
 
 
 ClientDep = Annotated[ApiKeyInfo, Depends(client_key)]
+
+
+def _scoped(scope: str) -> Callable[[ApiKeyInfo], Awaitable[ApiKeyInfo]]:
+    async def key_with_scope(info: ClientDep) -> ApiKeyInfo:
+        if scope not in info.scopes:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"API key {info.name!r} lacks the {scope!r} scope "
+                f"(it has: {', '.join(info.scopes)})",
+            )
+        return info
+
+    return key_with_scope
+
+
+# A valid key (rate limited per key) with that scope, else 401 / 403.
+ReadKey = Annotated[ApiKeyInfo, Depends(_scoped("read"))]
+WriteKey = Annotated[ApiKeyInfo, Depends(_scoped("write"))]
+AdminKey = Annotated[ApiKeyInfo, Depends(_scoped("admin"))]
 # What routes behind a client key (ClientDep) or the address limit can also answer.
 CLIENT_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing or invalid API key"},
+    403: {"model": Problem, "description": "The API key lacks the route's scope"},
     429: {"model": Problem, "description": "Rate limit exceeded: see Retry-After"},
 }
 LIMITED: dict[int | str, dict[str, Any]] = {429: CLIENT_ERRORS[429]}

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from apps.api.security import NAME_MAX_CHARS, ApiKeys
+from apps.api.security import DEFAULT_SCOPES, NAME_MAX_CHARS, SCOPES, ApiKeys
 from musicrec.config import get_settings
 from musicrec.console import cli_errors, console, err_console
 from musicrec.db.engine import make_engine
@@ -24,6 +24,22 @@ Name = Annotated[
     typer.Argument(
         help=f"Who the key is for, e.g. web-app: letters, digits, '.', '_', '-' "
         f"(at most {NAME_MAX_CHARS})."
+    ),
+]
+AppOption = Annotated[
+    str | None,
+    typer.Option(
+        "--app",
+        help="The app the key acts for (default: NAME). Listeners are the app's own: the API "
+        "stores them as APP:ID. Ingested MPD playlists are the app mpd's.",
+    ),
+]
+ScopeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--scope",
+        help=f"What the key may do, repeatable: {', '.join(SCOPES)} "
+        f"(default: {' and '.join(DEFAULT_SCOPES)}). admin: the operations view.",
     ),
 ]
 
@@ -40,33 +56,36 @@ def _keys() -> Iterator[ApiKeys]:
 
 
 @app.command("create")
-def create(name: Name) -> None:
+def create(name: Name, app_name: AppOption = None, scope: ScopeOption = None) -> None:
     """Create a key and print it: the only time it can be seen."""
+    scopes = scope or DEFAULT_SCOPES
     with cli_errors(), _keys() as keys:
-        key = keys.create(name)
+        key = keys.create(name, app=app_name, scopes=scopes)
     # The key alone on stdout (KEY=$(musicrec api-keys create web) works), the note on stderr.
     typer.echo(key)
     err_console.print(
-        f"created API key {name!r}: store it now, it cannot be shown again "
-        "(only its hash is kept). Clients send it in the X-API-Key header.",
+        f"created API key {name!r} for app {app_name or name!r} "
+        f"(scopes: {', '.join(s for s in SCOPES if s in scopes)}): store it now, it cannot be "
+        "shown again (only its hash is kept). Clients send it in the X-API-Key header.",
         highlight=False,
     )
 
 
 @app.command("list")
 def list_keys() -> None:
-    """Show every key: name, first characters, created, revoked."""
+    """Show every key: name, app, scopes, first characters, created, revoked."""
     with cli_errors(), _keys() as keys:
         infos = keys.list()
     if not infos:
         console.print("no API keys yet: `musicrec api-keys create NAME`")
         return
     table = Table(title="API keys (times in UTC)", title_justify="left")
-    for column in ("name", "prefix", "created", "status"):
+    for column in ("name", "app", "scopes", "prefix", "created", "status"):
         table.add_column(column)
     for info in infos:
         status = "active" if info.revoked_at is None else f"revoked {_utc(info.revoked_at)}"
-        table.add_row(info.name, info.prefix, _utc(info.created_at), status)
+        scopes = ",".join(info.scopes)
+        table.add_row(info.name, info.app, scopes, info.prefix, _utc(info.created_at), status)
     console.print(table)
 
 

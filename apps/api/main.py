@@ -15,11 +15,13 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from apps.api import errors
+from apps.api.errors import UnhandledErrors
 from apps.api.metrics import MetricsMiddleware
 from apps.api.routes import (
     admin,
@@ -41,7 +43,6 @@ from apps.ml.service import MLService
 from feature_store.online import OnlineFeatures
 from musicrec.config import Settings, get_settings
 from musicrec.db.engine import make_engine
-from musicrec.errors import UserError
 from musicrec.feedback import FeedbackSink, InProcessConsumer
 from musicrec.transport import EventTransport, InProcessTransport, transport_for
 
@@ -71,7 +72,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings=settings)
+        engine = make_engine(settings=settings, serving=True)
         backend, catalog, service = ml, None, None
         if backend is None and settings.ml_service_url:
             backend = RemoteML(settings.ml_service_url, settings.ml_timeout_seconds)
@@ -85,6 +86,11 @@ def create_app(
         else:
             catalog = await run_in_threadpool(Catalog.load, engine)
             current = lambda: catalog  # noqa: E731
+        keys = ApiKeys(engine, settings.api_key_cache_seconds)
+        try:
+            await run_in_threadpool(keys.load)
+        except SQLAlchemyError as exc:  # the first request with a key tries again
+            log.warning("API keys not loaded at start-up: %s", exc)
         events = transport or transport_for(settings, engine)
         consumer = None
         if isinstance(events, InProcessTransport):
@@ -96,7 +102,7 @@ def create_app(
             engine=engine,
             ml=backend,
             transport=events,
-            keys=ApiKeys(engine, settings.api_key_cache_seconds),
+            keys=keys,
             limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
             catalog=current,
             consumer=consumer,
@@ -132,17 +138,14 @@ def create_app(
     app.include_router(webapp.router)
     app.mount("/app/static", webapp.static, name="webapp")
 
-    @app.exception_handler(UserError)
-    async def user_error(_: Request, exc: UserError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path)
-        return JSONResponse({"detail": "internal error"}, status_code=500)
-
-    # Last added runs first: metrics time everything, including refused bodies.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    errors.install(app)
+    # Last added runs first: metrics time everything, including refused bodies and errors.
+    app.add_middleware(UnhandledErrors)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        read_timeout_seconds=settings.body_read_timeout_seconds,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

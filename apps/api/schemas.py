@@ -9,7 +9,13 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from apps.ml.schemas import ModelsReport, RecommendedTrack, SeedTrack
-from musicrec.events import EventContext, EventType, ListeningEvent
+from musicrec.events import (
+    CLIENT_USER_ID_MAX_CHARS,
+    EventContext,
+    EventType,
+    ListeningEvent,
+    StorableText,
+)
 
 MAX_SEEDS = 100
 MAX_EVENTS = 500
@@ -48,17 +54,20 @@ class FeedbackEvent(BaseModel):
     event_id: uuid.UUID | None = Field(
         default=None, description="Idempotency key: resending an event with it stores it once"
     )
-    user_id: str = Field(min_length=1, max_length=128)
-    track_id: str = Field(min_length=1, max_length=128, description="Spotify track URI")
+    user_id: StorableText = Field(
+        min_length=1, max_length=CLIENT_USER_ID_MAX_CHARS, description="The app's listener id"
+    )
+    track_id: StorableText = Field(min_length=1, max_length=128, description="Spotify track URI")
     event_type: EventType
     occurred_at: AwareDatetime | None = Field(default=None, description="Default: received at")
     ms_played: int | None = Field(default=None, ge=0, le=24 * 3600 * 1000)
     context: EventContext = Field(default_factory=EventContext)
 
-    def to_event(self, received_at: datetime) -> ListeningEvent:
+    def to_event(self, received_at: datetime, stored_user_id: str) -> ListeningEvent:
+        """The event to store, for the listener stored as `stored_user_id` (apps/api/tenancy)."""
         return ListeningEvent(
             event_id=self.event_id or uuid.uuid4(),
-            user_id=self.user_id,
+            user_id=stored_user_id,
             track_id=self.track_id,
             event_type=self.event_type,
             occurred_at=self.occurred_at or received_at,

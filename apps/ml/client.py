@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+import anyio
 import httpx
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -58,7 +59,8 @@ class EmbeddedML:
         return await run_in_threadpool(self.service.models)
 
     async def ready(self) -> dict[str, Any]:
-        return await run_in_threadpool(self.service.ready)
+        # Abandonable: the caller bounds the wait (a probe must not hang with a dependency).
+        return await anyio.to_thread.run_sync(self.service.ready, abandon_on_cancel=True)
 
     async def aclose(self) -> None:
         self.service.close()

@@ -12,9 +12,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from apps.ml.metrics import metrics_response
 from apps.ml.schemas import (
     ModelsReport,
     ModelStatus,
@@ -33,7 +33,9 @@ def create_app(service: MLService | None = None) -> FastAPI:
         nonlocal service
         if service is None:
             settings = get_settings()
-            service = await run_in_threadpool(MLService, settings, make_engine(settings=settings))
+            service = await run_in_threadpool(
+                MLService, settings, make_engine(settings=settings, serving=True)
+            )
         service.start_polling()
         app.state.service = service
         yield
@@ -77,7 +79,8 @@ def create_app(service: MLService | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics: METRICS_TOKEN as a bearer token, or loopback when it is unset."""
+        return metrics_response(request, svc(request).settings.metrics_token)
 
     return app

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from musicrec.events import USER_ID_MAX_CHARS, StorableText
+
 MAX_K = 100
 # What produced a response: the model, the popularity list, or the listener's last response
 # kept while the feature store was unreachable.
@@ -18,9 +20,9 @@ class SeedTrack(BaseModel):
 
     model_config = ConfigDict(extra="ignore")  # MPD track objects carry album, pos, ...
 
-    track_name: str = Field(min_length=1, max_length=512, examples=["Mr. Brightside"])
-    artist_name: str = Field(min_length=1, max_length=512, examples=["The Killers"])
-    track_uri: str | None = Field(
+    track_name: StorableText = Field(min_length=1, max_length=512, examples=["Mr. Brightside"])
+    artist_name: StorableText = Field(min_length=1, max_length=512, examples=["The Killers"])
+    track_uri: StorableText | None = Field(
         default=None,
         max_length=128,
         description="Spotify URI, when the app has it: matched first",
@@ -60,7 +62,7 @@ class Recommendations(BaseModel):
 
 
 class UserQuery(BaseModel):
-    user_id: str = Field(min_length=1, max_length=128)
+    user_id: str = Field(min_length=1, max_length=USER_ID_MAX_CHARS)  # the stored id
     k: int = Field(default=10, ge=1, le=MAX_K)
     device: str | None = Field(default=None, max_length=32)
     position_in_session: int = Field(default=0, ge=0, le=100_000)

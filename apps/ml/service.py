@@ -10,6 +10,7 @@ requests in flight finish on the model they started with.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -94,6 +95,7 @@ class MLService:
         self._features = features
         self._clock = clock
         self._store_down_until = 0.0
+        self._probes = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="probe")
         self._model: ServingModel | None = None
         self._canary: ServingModel | None = None
         self._encoder: Any = None  # shared across reloads: loading one takes seconds
@@ -196,6 +198,7 @@ class MLService:
 
     def close(self) -> None:
         self._stop.set()
+        self._probes.shutdown(wait=False)
         if self._poller is not None:
             self._poller.join(timeout=5)
 
@@ -233,26 +236,34 @@ class MLService:
 
     def ready(self) -> dict[str, Any]:
         """What the readiness probe reports: each dependency, and the model."""
-        checks: dict[str, Any] = {}
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"unavailable: {type(exc).__name__}"
+        checks: dict[str, Any] = {"database": self._probe(self._ping_database)}
         features = self.features
         if features is None:
             checks["online_store"] = "unavailable"
         else:
-            try:
-                features.ping()
-                checks["online_store"] = "ok"
+            checks["online_store"] = self._probe(features.ping)
+            if checks["online_store"] == "ok":
                 self._store_down_until = 0.0
-            except Exception as exc:
-                checks["online_store"] = f"unavailable: {type(exc).__name__}"
         model = self._model
         checks["model"] = model.version if model else "none (serving popularity)"
         return checks
+
+    def _ping_database(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def _probe(self, ping: Callable[[], None]) -> str:
+        """ "ok", or why not, within DATABASE_TIMEOUT_SECONDS: a dependency that hangs makes the
+        probe say so instead of hanging the readiness check (the call is left to finish in the
+        probes' own threads)."""
+        timeout = self.settings.database_timeout_seconds
+        try:
+            self._probes.submit(ping).result(timeout)
+        except concurrent.futures.TimeoutError:
+            return f"unavailable: no answer within {timeout:g} s"
+        except Exception as exc:
+            return f"unavailable: {type(exc).__name__}"
+        return "ok"
 
     # --- recommendations ---------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from musicrec.config import Settings, get_settings
 
 
-def make_engine(url: str | None = None, *, settings: Settings | None = None) -> Engine:
+def make_engine(
+    url: str | None = None, *, settings: Settings | None = None, serving: bool = False
+) -> Engine:
+    """`serving`: for a process that answers requests. On Postgres, connecting and waiting for
+    a pooled connection give up after DATABASE_TIMEOUT_SECONDS and dead connections are found
+    by TCP keepalives. No statement limit: start-up loads the catalog in long reads; requests
+    bound their database calls themselves (apps.api.errors.call_blocking)."""
     settings = settings or get_settings()
     url = url or settings.database_url
     if url.startswith("sqlite"):
@@ -27,7 +34,21 @@ def make_engine(url: str | None = None, *, settings: Settings | None = None) -> 
         # piece; SQLAlchemy's recipe: the driver in autocommit, and BEGIN at every transaction.
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    if not serving:
+        return create_engine(url, pool_pre_ping=True)
+    timeout = settings.database_timeout_seconds
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_timeout=timeout,
+        connect_args={
+            "connect_timeout": max(2, math.ceil(timeout)),  # libpq: whole seconds, 2 at least
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 2,
+        },
+    )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from musicrec.events import EventType
+from musicrec.events import USER_ID_MAX_CHARS, EventType
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -69,7 +69,8 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    # "<app>:<the app's id>" (apps/api/tenancy.py); ingested MPD listeners are the app "mpd".
+    external_id: Mapped[str] = mapped_column(String(USER_ID_MAX_CHARS), unique=True)
     display_name: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = _created_at()
 
@@ -202,6 +203,10 @@ class ApiKey(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    # The app the key acts for: its listeners are stored as "<app>:<id>" (apps/api/tenancy.py).
+    app: Mapped[str] = mapped_column(String(64))
+    # What the key may do, comma-separated: read, write, admin (apps/api/security.py SCOPES).
+    scopes: Mapped[str] = mapped_column(String(64))
     # The key's first characters: tell keys apart in listings without revealing them.
     prefix: Mapped[str] = mapped_column(String(8))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -233,7 +238,7 @@ class EventOutbox(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)  # the publishing order
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)  # a client retry: one row
-    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    user_id: Mapped[str] = mapped_column(String(USER_ID_MAX_CHARS), index=True)
     payload: Mapped[str] = mapped_column(Text)  # the event's JSON, as sent to Kafka
     created_at: Mapped[datetime] = _created_at()
 
@@ -284,7 +289,7 @@ def _feature_table(name: str, keys: list[Column[Any]], *features: Column[Any]) -
 
 
 def _user_key() -> Column[Any]:
-    return Column("user_id", String(128), primary_key=True)
+    return Column("user_id", String(USER_ID_MAX_CHARS), primary_key=True)
 
 
 def _track_key() -> Column[Any]:

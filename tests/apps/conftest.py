@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from apps.api.main import create_app
-from apps.api.security import ApiKeys
+from apps.api.security import SCOPES, ApiKeys
 from feature_store.store import open_store
-from tests.apps.serving_env import ServingEnv, build_env, exported_model
+from tests.apps.serving_env import APP, ServingEnv, build_env, exported_model
 
 MODES = ["embedded", "services"]
 
@@ -53,7 +53,8 @@ def client(env: ServingEnv) -> Iterator[TestClient]:
 
 @pytest.fixture
 def api_key(env: ServingEnv) -> str:
-    return ApiKeys(env.engine, 0).create("tests")
+    """A key of the setup's app (its listeners are "u0", ...) with every scope."""
+    return ApiKeys(env.engine, 0).create("tests", app=APP, scopes=SCOPES)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 import redis
 from sqlalchemy import Engine
 
+from apps.api.tenancy import stored_user_id
 from feature_store.store import materialize
 from ml_pipeline.training_record import write_training_record
 from musicrec.config import Settings
@@ -31,6 +32,11 @@ from tests.ml_pipeline.styled_data import (
 AS_OF = datetime(2026, 11, 20, 12, tzinfo=UTC)
 LISTENERS = 40
 ADMIN_TOKEN = "admin-token-for-tests"
+METRICS_TOKEN = "metrics-token-for-tests"
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+# The app the serving setup's listeners belong to: stored as "tests:u0", seen as "u0" by a key
+# of this app (apps/api/tenancy.py).
+APP = "tests"
 STYLE = {f"spotify:track:t{i}": style for i, (style, _, _) in enumerate(styled_tracks())}
 
 
@@ -44,14 +50,19 @@ class ServingEnv:
     engine: Engine
     model: Path
 
+    def stored(self, user: str) -> str:
+        """The stored id of the setup's listener `user` ("u0" -> "tests:u0")."""
+        return stored_user_id(APP, user)
+
     def history(self, user: str) -> list[str]:
         data, _ = styled_catalog()
         return [data.vocabulary[i] for i in data.sequences[data.users.index(user)]]
 
 
-def catalog_batch() -> CatalogBatch:
+def catalog_batch(app: str | None = None) -> CatalogBatch:
     """The 36 tracks, and the first LISTENERS listeners of the styled catalog's plays over the
-    last days before AS_OF."""
+    last days before AS_OF; their ids "u0", ... are stored as "<app>:u0", ... when `app` is
+    given (the API's keys of that app see them as "u0")."""
     batch = CatalogBatch()
     for i, (style, artist, title) in enumerate(styled_tracks()):
         batch.tracks[uri(i)] = TrackRecord(
@@ -59,7 +70,8 @@ def catalog_batch() -> CatalogBatch:
         )
     data, _ = styled_catalog()
     start = AS_OF - timedelta(days=3)
-    for u, (user, items) in enumerate(zip(data.users[:LISTENERS], data.sequences, strict=False)):
+    for u, (name, items) in enumerate(zip(data.users[:LISTENERS], data.sequences, strict=False)):
+        user = name if app is None else stored_user_id(app, name)
         batch.users[user] = None
         for position, item in enumerate(items):
             batch.events.append(
@@ -107,6 +119,7 @@ def build_env(
         "sequential_model_path": model,
         "model_poll_seconds": 0,
         "admin_token": ADMIN_TOKEN,
+        "metrics_token": METRICS_TOKEN,
         "api_key_cache_seconds": 0,
         **extra,
     }
@@ -125,6 +138,6 @@ def build_env(
             **common,  # type: ignore[arg-type]
         )
     upgrade(engine)
-    write_batch(engine, catalog_batch())
+    write_batch(engine, catalog_batch(APP))
     materialize(settings, engine, AS_OF)
     return ServingEnv(settings, engine, model)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.apps.serving_env import STYLE, ServingEnv
+from tests.apps.serving_env import METRICS_AUTH, STYLE, ServingEnv
 
 
 def test_predict_recommends_the_style_of_the_seeds(client: TestClient) -> None:
@@ -130,7 +130,7 @@ def test_probes_and_metrics(client: TestClient, auth: dict[str, str]) -> None:
     assert ready["checks"]["database"] == "ok" and ready["checks"]["online_store"] == "ok"
     assert ready["checks"]["model"].startswith("hybrid@")
     client.get("/v1/users/u0/recommendations", headers=auth)
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=METRICS_AUTH).text
     route = 'route="/v1/users/{user_id}/recommendations"'
     assert (
         f"musicrec_api_request_latency_seconds_bucket{{{route}" in text.replace('method="GET",', "")

@@ -14,7 +14,7 @@ from apps.ml.main import create_app as create_ml_app
 from apps.ml.service import MLService
 from musicrec.config import Settings
 from musicrec.serving import serve_in_background
-from tests.apps.serving_env import ServingEnv
+from tests.apps.serving_env import APP, METRICS_AUTH, ServingEnv
 from tests.apps.tcp_proxy import TcpProxy
 
 
@@ -40,7 +40,7 @@ def test_redis_down_gives_the_cached_or_popular_fallback(
     make_env: Callable[..., ServingEnv], proxy: TcpProxy
 ) -> None:
     env = make_env("services")
-    auth = {"X-API-Key": ApiKeys(env.engine, 0).create("k")}
+    auth = {"X-API-Key": ApiKeys(env.engine, 0).create("k", app=APP)}
     with TestClient(create_app(_through(env, proxy))) as client:
         fresh = _recommend(client, auth)
         assert fresh["source"] == "model"
@@ -52,7 +52,7 @@ def test_redis_down_gives_the_cached_or_popular_fallback(
         other = _recommend(client, auth, "u7")  # nothing cached: popularity
         assert other["source"] == "popularity" and other["fallback"] is True
         assert client.get("/readyz").json()["checks"]["online_store"].startswith("unavailable")
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers=METRICS_AUTH).text
         assert (
             'musicrec_api_fallback_total{reason="feature store unavailable",route="user"}'
             in metrics
@@ -67,7 +67,7 @@ def test_redis_slower_than_the_budget_falls_back_in_time(
     make_env: Callable[..., ServingEnv], proxy: TcpProxy
 ) -> None:
     env = make_env("services", feature_timeout_ms=50)
-    auth = {"X-API-Key": ApiKeys(env.engine, 0).create("k")}
+    auth = {"X-API-Key": ApiKeys(env.engine, 0).create("k", app=APP)}
     with TestClient(create_app(_through(env, proxy))) as client:
         proxy.delay = 0.5
         started = time.perf_counter()
@@ -78,7 +78,7 @@ def test_redis_slower_than_the_budget_falls_back_in_time(
 
 def test_no_model_serves_popularity(make_env: Callable[..., ServingEnv], tmp_path) -> None:
     env = make_env("embedded", sequential_model_path=None)
-    auth = {"X-API-Key": ApiKeys(env.engine, 0).create("k")}
+    auth = {"X-API-Key": ApiKeys(env.engine, 0).create("k", app=APP)}
     with TestClient(create_app(env.settings)) as client:
         body = _recommend(client, auth)
         assert body["source"] == "popularity" and body["fallback_reason"] == "no model loaded"
@@ -98,7 +98,7 @@ def test_services_mode_over_http_and_the_ml_service_down(
     make_env: Callable[..., ServingEnv],
 ) -> None:
     env = make_env("services")
-    auth = {"X-API-Key": ApiKeys(env.engine, 0).create("k")}
+    auth = {"X-API-Key": ApiKeys(env.engine, 0).create("k", app=APP)}
     ml_app = create_ml_app(MLService(env.settings, env.engine))
     with serve_in_background(ml_app) as ml:
         settings = env.settings.model_copy(update={"ml_service_url": ml.url})

@@ -16,7 +16,7 @@ from apps.api.security import ApiKeys
 from ml_pipeline.generate_interest_graph import generate_interest_graphs
 from musicrec.db.models import User
 from tests.apps.conftest import MODES
-from tests.apps.serving_env import STYLE, ServingEnv
+from tests.apps.serving_env import APP, STYLE, ServingEnv
 from tests.ml_pipeline.interest_graph.scripted import Scripted
 from tests.ml_pipeline.styled_data import ARTISTS
 
@@ -33,7 +33,7 @@ def other_artist(env: ServingEnv, user: str) -> str:
 
 def artists_for(env: ServingEnv, user: str) -> list[str]:
     with TestClient(create_app(env.settings)) as client:
-        key = ApiKeys(env.engine, 0).create(f"k{datetime.now(UTC).timestamp()}")
+        key = ApiKeys(env.engine, 0).create(f"k{datetime.now(UTC).timestamp()}", app=APP)
         reply = client.get(
             f"/v1/users/{user}/recommendations",
             params={"k": 5, "diversity": 0},
@@ -53,7 +53,9 @@ def test_a_new_graph_moves_the_listeners_recommendations(
     before = artists_for(env, "u0")
     assert loved not in before
     with env.engine.connect() as conn:
-        internal = conn.execute(select(User.id).where(User.external_id == "u0")).scalar_one()
+        internal = conn.execute(
+            select(User.id).where(User.external_id == env.stored("u0"))
+        ).scalar_one()
     report = generate_interest_graphs(
         env.engine, env.settings, Scripted([graph_loving(loved)]), user_id=internal
     )
@@ -66,7 +68,9 @@ def test_weight_zero_leaves_the_models_order(make_env: Callable[..., ServingEnv]
     env = make_env("embedded", interest_graph_weight=0.0)
     before = artists_for(env, "u0")
     with env.engine.connect() as conn:
-        internal = conn.execute(select(User.id).where(User.external_id == "u0")).scalar_one()
+        internal = conn.execute(
+            select(User.id).where(User.external_id == env.stored("u0"))
+        ).scalar_one()
     loved = Scripted([graph_loving(other_artist(env, "u0"))])
     generate_interest_graphs(env.engine, env.settings, loved, user_id=internal)
     assert artists_for(env, "u0") == before

@@ -16,7 +16,7 @@ from apps.api.security import ApiKeys
 from apps.ml.main import create_app as create_ml_app
 from apps.ml.service import MLService
 from musicrec.serving import serve_in_background
-from tests.apps.serving_env import AS_OF, LISTENERS, ServingEnv
+from tests.apps.serving_env import APP, AS_OF, LISTENERS, ServingEnv
 
 INF = math.inf
 
@@ -64,7 +64,7 @@ def test_ops_summary_through_the_ml_service_and_without_it(
     make_env: Callable[..., ServingEnv],
 ) -> None:
     env = make_env("services")
-    auth = {"X-API-Key": ApiKeys(env.engine, 0).create("k")}
+    auth = {"X-API-Key": ApiKeys(env.engine, 0).create("k", app=APP, scopes=["admin"])}
     with serve_in_background(create_ml_app(MLService(env.settings, env.engine))) as ml:
         settings = env.settings.model_copy(update={"ml_service_url": ml.url})
         with TestClient(create_app(settings)) as client:

@@ -14,7 +14,7 @@ import httpx
 from apps.api.main import create_app
 from apps.api.security import ApiKeys
 from musicrec.serving import serve_in_background
-from tests.apps.serving_env import ADMIN_TOKEN, ServingEnv
+from tests.apps.serving_env import ADMIN_TOKEN, APP, ServingEnv
 
 
 def _publish(source: Path, folder: Path) -> None:
@@ -32,7 +32,7 @@ def test_hot_reload_drops_no_request(
     folder.mkdir()
     _publish(model_path, folder)
     env = make_env("embedded", sequential_model_path=folder / "hybrid.pt", model_poll_seconds=0.2)
-    key = ApiKeys(env.engine, 0).create("k")
+    key = ApiKeys(env.engine, 0).create("k", app=APP)
     with serve_in_background(create_app(env.settings)) as server:
         statuses, versions, first = _reload_under_load(server.url, key, model_path, folder)
     assert len(statuses) > 20
@@ -62,6 +62,8 @@ def _reload_under_load(
     try:
         for w in workers:
             w.start()
+        while not versions and time.monotonic() < deadline:  # a busy machine starts slowly
+            time.sleep(0.05)
         time.sleep(0.5)
         first = versions[-1]
         time.sleep(0.05)  # the new files get a later modification time

@@ -15,11 +15,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from apps.api.main import create_app
-from apps.api.security import ApiKeys
+from apps.api.security import SCOPES, ApiKeys
 from feature_store.store import open_store
 from musicrec.config import Settings
 from musicrec.serving import serve_in_background
-from tests.apps.serving_env import build_env
+from tests.apps.serving_env import APP, build_env
 
 # The document is the app's; requests go over HTTP to one the fixture serves on a test setup
 # (schemathesis's pytest fixture loader fails on pytest 9, and its ASGI client would run the
@@ -32,7 +32,7 @@ def running(
     tmp_path_factory: pytest.TempPathFactory, model_path: Path
 ) -> Iterator[tuple[str, str]]:
     env = build_env("embedded", tmp_path_factory.mktemp("fuzz"), model_path, None)
-    key = ApiKeys(env.engine, 0).create("fuzz")
+    key = ApiKeys(env.engine, 0).create("fuzz", app=APP, scopes=SCOPES)
     with serve_in_background(create_app(env.settings)) as server:
         yield server.url, key
     open_store(env.settings).teardown()

@@ -21,13 +21,13 @@ from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 from sqlalchemy import select
 
 from apps.api.main import create_app
-from apps.api.security import ApiKeys
+from apps.api.security import SCOPES, ApiKeys
 from apps.ml.main import create_app as create_ml_app
 from apps.ml.service import MLService
 from musicrec.config import REPO_ROOT
 from musicrec.db.models import ListeningEvent, Track, User
 from musicrec.serving import serve_in_background
-from tests.apps.serving_env import ServingEnv
+from tests.apps.serving_env import APP, ServingEnv
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -72,7 +72,7 @@ def served(
     """(base URL, API key, env) of the API serving the test setup over HTTP; in services mode
     (Postgres, Redis) with the ML service as its own server, called over HTTP."""
     env = make_env(request.param)
-    key = ApiKeys(env.engine, 0).create("webapp")
+    key = ApiKeys(env.engine, 0).create("webapp", app=APP, scopes=SCOPES)
     with ExitStack() as stack:
         settings = env.settings
         if request.param == "services":
@@ -97,11 +97,12 @@ def rec_uris(page: Page) -> list[str]:
 
 
 def events_of(env: ServingEnv, user: str) -> list[tuple[str, str]]:
+    """The stored events of the page's listener `user` (stored as the key's app's)."""
     query = (
         select(ListeningEvent.event_type, Track.spotify_uri)
         .join(User, User.id == ListeningEvent.user_id)
         .join(Track, Track.id == ListeningEvent.track_id)
-        .where(User.external_id == user)
+        .where(User.external_id == env.stored(user))
     )
     with env.engine.connect() as conn:
         return [(kind, uri) for kind, uri in conn.execute(query)]

@@ -31,7 +31,14 @@ from tests.infra.manifests import (
 KUBERNETES_VERSION = "1.33.0"
 SERVED = ["musicrec-api", "musicrec-ml"]  # HTTP services, autoscaled
 WORKERS = ["musicrec-consumer", "musicrec-relay"]  # no port: heartbeat-file liveness
-SECRET_KEYS = {"DATABASE_URL", "ADMIN_TOKEN", "ANTHROPIC_API_KEY", "OPENAI_API_KEY"}
+SECRET_KEYS = {
+    "DATABASE_URL",
+    "ADMIN_TOKEN",
+    "METRICS_TOKEN",
+    "FEAST_REDIS_PASSWORD",
+    "ANTHROPIC_API_KEY",
+    "OPENAI_API_KEY",
+}
 
 
 def objects(overlay: str) -> tuple[dict[str, Any], ...]:

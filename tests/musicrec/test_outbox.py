@@ -190,3 +190,55 @@ def test_relay_loop_drains_and_beats_its_heartbeat(engine: Engine, tmp_path: Pat
         thread.join(5)
     assert not thread.is_alive()
     assert published == events and _outbox(engine) == []
+
+
+class FlakyKafka:
+    """A Kafka stand-in that hangs for `hang` seconds and fails while `down`, like a broker
+    that stopped answering."""
+
+    def __init__(self, hang: float) -> None:
+        self.hang, self.down = hang, True
+        self.published: list[ListeningEvent] = []
+
+    def publish(self, events: Sequence[ListeningEvent]) -> None:
+        self.probe()
+        self.published.extend(events)
+
+    def probe(self) -> None:
+        if self.down:
+            time.sleep(self.hang)
+            raise TransportError("no answer")
+
+    def close(self) -> None:
+        pass
+
+
+@backends
+def test_a_kafka_outage_costs_one_timeout_then_requests_go_straight_to_the_outbox(
+    engine: Engine,
+) -> None:
+    kafka = FlakyKafka(hang=0.5)
+    transport = OutboxTransport(kafka, engine, breaker_seconds=0.2)  # type: ignore[arg-type]
+    assert transport.status() == "kafka"
+    started = time.monotonic()
+    transport.publish(play_events(1, "first"))  # the one that finds Kafka down waits for it
+    assert time.monotonic() - started >= 0.5
+    assert transport.status().startswith("degraded: Kafka unavailable")
+
+    waits = []
+    for i in range(20):
+        started = time.monotonic()
+        transport.publish(play_events(2, f"later-{i}"))
+        waits.append(time.monotonic() - started)
+    assert max(waits) < 0.25, waits  # an outbox insert, no Kafka timeout
+    assert len(_outbox(engine)) == 41 and kafka.published == []
+
+    kafka.down = False  # back: the probe closes the breaker within its period
+    deadline = time.monotonic() + 5
+    while transport.breaker.is_open and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert transport.status() == "kafka"
+    fresh = play_events(1, "after")
+    transport.publish(fresh)
+    assert kafka.published == fresh
+    transport.close()

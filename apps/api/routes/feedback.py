@@ -5,11 +5,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, status
 from sqlalchemy import select
-from starlette.concurrency import run_in_threadpool
 
-from apps.api.deps import CLIENT_ERRORS, ClientDep, StateDep
+from apps.api.deps import CLIENT_ERRORS, StateDep, WriteKey
+from apps.api.errors import DependencyUnavailable, call_blocking
 from apps.api.schemas import FeedbackAccepted, FeedbackBatch, FeedbackEvent, Problem, now
 from apps.api.state import ApiState
+from apps.api.tenancy import stored_user_id
 from musicrec.db.models import Track
 from musicrec.transport import TransportError
 
@@ -53,24 +54,33 @@ EXAMPLES: dict[str, Any] = {
 )
 async def feedback(
     state: StateDep,
-    _: ClientDep,
+    key: WriteKey,
     body: Annotated[FeedbackEvent | FeedbackBatch, Body(openapi_examples=EXAMPLES)],
 ) -> FeedbackAccepted:
     """Listener actions (play, click, skip, like, dislike), one or a batch. Answered 202 once
     every event is durably handed to the event transport (Kafka, or the in-process queue);
     they reach the database and the online features moments later. Resending an event with
-    the same event_id stores it once."""
+    the same event_id stores it once. Listener ids are the key's app's own."""
     given = body.events if isinstance(body, FeedbackBatch) else [body]
     received = now()
-    events = [event.to_event(received) for event in given]
-    unknown = await run_in_threadpool(_unknown_tracks, state, {e.track_id for e in events})
+    events = [e.to_event(received, stored_user_id(key.app, e.user_id)) for e in given]
+    uris = {e.track_id for e in events}
+    try:
+        timeout = state.settings.database_timeout_seconds
+        unknown = await call_blocking("database", timeout, _unknown_tracks, state, uris)
+    except DependencyUnavailable as exc:  # the consumer rejects unknown tracks later
+        log.warning("track check skipped: %s", exc)
+        unknown = set()
     if unknown:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"track_id not in the catalog: {', '.join(sorted(unknown)[:10])}",
         )
+    # Within the publish timeout and a little more: a hung dependency costs no more. An answer
+    # given up on is a 503: the client retries, and the event_id keeps a late store single.
+    budget = state.settings.event_publish_timeout_seconds + 1
     try:
-        await run_in_threadpool(state.transport.publish, events)
+        await call_blocking("event transport", budget, state.transport.publish, events)
     except TransportError as exc:
         log.warning("feedback not stored: %s", exc)
         raise HTTPException(

@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy import Engine, select
-from starlette.concurrency import run_in_threadpool
 
-from apps.api.deps import CLIENT_ERRORS, ClientDep, StateDep
+from apps.api.deps import CLIENT_ERRORS, ReadKey, StateDep
+from apps.api.errors import call_blocking
 from apps.api.schemas import Listener
+from apps.api.tenancy import client_user_id, listener_prefix
 from musicrec.db.models import ListeningEvent, User
 from musicrec.timeutil import as_utc
 
@@ -20,24 +21,31 @@ RECENT_EVENTS = 2000  # read this many of the newest events, whatever the table'
 @router.get("", response_model=list[Listener])
 async def recent_listeners(
     state: StateDep,
-    _: ClientDep,
+    key: ReadKey,
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
 ) -> list[Listener]:
     """Listeners with recent activity, most recent first (for trying recommendations out:
-    the web page, support tools)."""
-    return await run_in_threadpool(_recent, state.engine, limit)
+    the web page, support tools). Only the key's app's listeners, by the app's ids."""
+    timeout = state.settings.database_timeout_seconds
+    return await call_blocking("database", timeout, _recent, state.engine, key.app, limit)
 
 
-def _recent(engine: Engine, limit: int) -> list[Listener]:
+def _recent(engine: Engine, app: str, limit: int) -> list[Listener]:
     query = (
         select(User.external_id, ListeningEvent.occurred_at)
         .join(User, User.id == ListeningEvent.user_id)
+        # autoescape: '_' and '%' in an app name are literal, not LIKE wildcards.
+        .where(User.external_id.startswith(listener_prefix(app), autoescape=True))
         .order_by(ListeningEvent.occurred_at.desc())
         .limit(RECENT_EVENTS)
     )
     seen: OrderedDict[str, tuple[int, datetime]] = OrderedDict()
     with engine.connect() as conn:
-        for user, at in conn.execute(query):
+        for stored, at in conn.execute(query):
+            # SQLite's LIKE ignores ASCII case: the prefix is checked again, exactly.
+            user = client_user_id(app, stored)
+            if user is None:
+                continue
             count, last = seen.get(user, (0, as_utc(at)))
             seen[user] = (count + 1, last)
     return [

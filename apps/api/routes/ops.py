@@ -5,7 +5,7 @@ import logging
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from apps.api.deps import CLIENT_ERRORS, ClientDep, StateDep
+from apps.api.deps import CLIENT_ERRORS, AdminKey, StateDep
 from apps.api.ops import feature_freshness, serving_stats
 from apps.api.schemas import OpsSummary
 from apps.ml.client import MLUnavailable
@@ -16,10 +16,11 @@ router = APIRouter(prefix="/v1/ops", tags=["operations"], responses=CLIENT_ERROR
 
 
 @router.get("/summary", response_model=OpsSummary)
-async def summary(state: StateDep, _: ClientDep) -> OpsSummary:
+async def summary(state: StateDep, _: AdminKey) -> OpsSummary:
     """The operations view in one answer: the production and canary models with their offline
     metrics and training curves, this process's request latency and fallback rate, and how
-    fresh the features are. A part that cannot be read comes with its error, not a 5xx."""
+    fresh the features are. A part that cannot be read comes with its error, not a 5xx.
+    Needs a key with the admin scope."""
     models, models_error = None, None
     try:
         models = await state.ml.models()

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from apps.api.deps import CLIENT_ERRORS, ClientDep, StateDep
+from apps.api.deps import CLIENT_ERRORS, ReadKey, StateDep
 from apps.api.schemas import TrackResult
 
 router = APIRouter(prefix="/v1/tracks", tags=["catalog"], responses=CLIENT_ERRORS)
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/v1/tracks", tags=["catalog"], responses=CLIENT_ERROR
 @router.get("/search", response_model=list[TrackResult])
 async def search(
     state: StateDep,
-    _: ClientDep,
+    _: ReadKey,
     q: Annotated[str, Query(min_length=1, max_length=200, examples=["brightside killers"])],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[TrackResult]:

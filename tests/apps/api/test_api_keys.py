@@ -196,3 +196,39 @@ def test_verify_is_thread_safe_while_keys_change(engine: Engine) -> None:
         thread.join()
     assert errors == []
     assert all(api.verify(key) is not None for key in extra)
+
+
+@backends
+def test_a_key_acts_for_an_app_with_scopes(engine: Engine) -> None:
+    keys = ApiKeys(engine, 30)
+    default = keys.create("web")
+    mpd = keys.create("ops-page", app="mpd", scopes=["admin", "read", "admin"])
+    info = ApiKeys(engine, 30).verify(default)  # from the database
+    assert info is not None and info.app == "web" and info.scopes == ("read", "write")
+    info = ApiKeys(engine, 30).verify(mpd)
+    assert info is not None and info.app == "mpd" and info.scopes == ("read", "admin")
+    assert keys.verify(mpd) == info  # the creating process caches the same details
+    with engine.connect() as conn:
+        stored = conn.execute(select(ApiKey.name, ApiKey.app, ApiKey.scopes).order_by(ApiKey.id))
+        assert [tuple(row) for row in stored] == [
+            ("web", "web", "read,write"),
+            ("ops-page", "mpd", "read,admin"),
+        ]
+    assert [(k.name, k.app, k.scopes) for k in keys.list()] == [
+        ("web", "web", ("read", "write")),
+        ("ops-page", "mpd", ("read", "admin")),
+    ]
+
+
+@backends
+def test_apps_and_scopes_are_checked_with_readable_errors(engine: Engine) -> None:
+    keys = ApiKeys(engine, 30)
+    for kwargs, message in [
+        ({"app": "a:b"}, "invalid app name 'a:b': use letters, digits"),
+        ({"app": ""}, "an app name has 1 to 64 characters, not 0"),
+        ({"scopes": ["read", "delete"]}, "unknown scope 'delete': a scope is read, write, admin"),
+        ({"scopes": []}, "a key needs at least one scope"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            keys.create("web", **kwargs)  # type: ignore[arg-type]
+    assert keys.list() == []

@@ -69,3 +69,33 @@ def test_errors_are_one_line_and_an_exit_code(
         lines = error_lines(result.stderr)
         assert len(lines) == 1 and lines[0].startswith(message), lines
         assert "Traceback" not in result.output
+
+
+def test_create_with_app_and_scopes(tmp_path: Path, settings_env: Callable[..., None]) -> None:
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    settings_env(database_url=url)
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    args = ["api-keys", "create", "ops-page", "--app", "mpd", "--scope", "read", "--scope", "admin"]
+    created = runner.invoke(app, args)
+    assert created.exit_code == 0, created.output
+    assert "for app 'mpd' (scopes: read, admin)" in " ".join(created.stderr.split())
+    engine = make_engine(url)
+    info = ApiKeys(engine, 0).verify(created.stdout.strip())
+    assert info is not None and info.app == "mpd" and info.scopes == ("read", "admin")
+    assert runner.invoke(app, ["api-keys", "create", "web"]).exit_code == 0
+    listed = runner.invoke(app, ["api-keys", "list"], terminal_width=200)
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split("│")[1].strip(): line for line in listed.stdout.splitlines() if "│" in line}
+    assert "mpd" in rows["ops-page"] and "read,admin" in rows["ops-page"]
+    assert "web" in rows["web"].split("│")[2] and "read,write" in rows["web"]
+    engine.dispose()
+
+    for args, message in [
+        (["create", "x", "--scope", "delete"], "error: unknown scope 'delete'"),
+        (["create", "x", "--app", "a:b"], "error: invalid app name 'a:b'"),
+    ]:
+        result = runner.invoke(app, ["api-keys", *args])
+        assert result.exit_code == 1, args
+        assert result.stdout == ""
+        lines = error_lines(result.stderr)
+        assert len(lines) == 1 and lines[0].startswith(message), lines

@@ -63,3 +63,36 @@ def test_upgrade_keeps_existing_rows(empty_engine: Engine) -> None:
         )
     downgrade(empty_engine, "0001")
     assert catalog_counts(empty_engine) == before
+
+
+@backends
+def test_keys_made_before_scopes_keep_working(empty_engine: Engine) -> None:
+    """0008 gives an existing key its name as app and the scopes it had (read, write), and makes
+    room for stored listener ids ("<app>:<id>") of up to 200 characters."""
+    from sqlalchemy import text
+
+    from apps.api.security import ApiKeys, hash_key
+    from musicrec.events import USER_ID_MAX_CHARS
+
+    upgrade(empty_engine, "0007")
+    plaintext = "mr_" + "k" * 43
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO api_keys (name, prefix, key_hash) VALUES ('old-app', :p, :h)"),
+            {"p": plaintext[:8], "h": hash_key(plaintext)},
+        )
+        conn.execute(text("INSERT INTO users (external_id) VALUES ('mpd:mpd_reduced:7')"))
+    upgrade(empty_engine)
+    info = ApiKeys(empty_engine, 0).verify(plaintext)
+    assert info is not None and (info.name, info.app) == ("old-app", "old-app")
+    assert info.scopes == ("read", "write")
+    long_id = "a" * 64 + ":" + "u" * (USER_ID_MAX_CHARS - 65)
+    with empty_engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (external_id) VALUES (:u)"), {"u": long_id})
+        users = conn.execute(text("SELECT external_id FROM users ORDER BY id")).scalars().all()
+    assert users == ["mpd:mpd_reduced:7", long_id]
+    with empty_engine.begin() as conn:
+        conn.execute(text("DELETE FROM users WHERE external_id = :u"), {"u": long_id})
+    downgrade(empty_engine, "0007")
+    with empty_engine.connect() as conn:
+        assert conn.execute(text("SELECT name FROM api_keys")).scalars().all() == ["old-app"]
