@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # Feedback events: the Kafka topic (services mode) or the durable in-process queue file.
     kafka_feedback_topic: str = "listening-events"
     event_publish_timeout_seconds: float = Field(default=5.0, gt=0)
+    # How long a feedback request waits for Kafka's acknowledgement before its events go to the
+    # outbox instead (Kafka acknowledges in milliseconds; the outbox is as durable).
+    kafka_publish_timeout_seconds: float = Field(default=1.0, gt=0)
     # After Kafka failed to take feedback, requests write straight to the outbox for this long
     # while a background probe checks Kafka (an outage costs requests no Kafka timeouts).
     kafka_breaker_seconds: float = Field(default=10.0, gt=0)

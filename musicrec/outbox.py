@@ -4,6 +4,7 @@ relay-outbox`) publishes them to Kafka later, oldest first, and deletes each onc
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -110,11 +111,15 @@ class OutboxTransport:
         *,
         owns_engine: bool = False,
         breaker_seconds: float = 10.0,
+        check_seconds: float = 2.0,
     ):
         self.kafka = kafka
         self.engine = engine
         self.owns_engine = owns_engine
         self.breaker = KafkaBreaker(kafka, breaker_seconds)
+        self.check_seconds = check_seconds
+        # The ordering check's queries, abandoned past check_seconds (a hung database).
+        self._checks = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="outbox")
 
     def publish(self, events: Sequence[ListeningEvent]) -> None:
         if not events:
@@ -143,19 +148,28 @@ class OutboxTransport:
         return self.breaker.status()
 
     def _queued_behind(self, events: Sequence[ListeningEvent]) -> bool:
+        """Whether the outbox holds events of these listeners, asked within check_seconds: a
+        database that hangs must not hold feedback that Kafka can take (the order of a
+        listener's events is then not checked, and the warning says so)."""
         users = {e.user_id for e in events}
         try:
-            with self.engine.connect() as conn:
-                found = conn.execute(
-                    select(OUTBOX.c.id).where(OUTBOX.c.user_id.in_(users)).limit(1)
-                ).first()
+            return self._checks.submit(self._holds_any, users).result(self.check_seconds)
+        except concurrent.futures.TimeoutError:
+            log.warning("outbox not checked: no answer within %g s", self.check_seconds)
         except SQLAlchemyError as exc:  # no outbox to be behind: Kafka alone decides
             log.warning("outbox not checked: %s", one_line(exc))
-            return False
+        return False
+
+    def _holds_any(self, users: set[str]) -> bool:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(OUTBOX.c.id).where(OUTBOX.c.user_id.in_(users)).limit(1)
+            ).first()
         return found is not None
 
     def close(self) -> None:
         self.breaker.close()
+        self._checks.shutdown(wait=False)
         self.kafka.close()
         if self.owns_engine:
             self.engine.dispose()

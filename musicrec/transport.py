@@ -63,15 +63,18 @@ def transport_for(settings: Settings, engine: Engine | None = None) -> EventTran
         kafka = KafkaTransport(
             settings.kafka_bootstrap_servers,
             settings.kafka_feedback_topic,
-            timeout_seconds=settings.event_publish_timeout_seconds,
+            timeout_seconds=settings.kafka_publish_timeout_seconds,
         )
         from musicrec.outbox import OutboxTransport
 
-        breaker = settings.kafka_breaker_seconds
+        options: dict[str, Any] = {
+            "breaker_seconds": settings.kafka_breaker_seconds,
+            "check_seconds": settings.database_timeout_seconds,
+        }
         if engine is not None:
-            return OutboxTransport(kafka, engine, breaker_seconds=breaker)
+            return OutboxTransport(kafka, engine, **options)
         own = make_engine(settings=settings, serving=True)
-        return OutboxTransport(kafka, own, owns_engine=True, breaker_seconds=breaker)
+        return OutboxTransport(kafka, own, owns_engine=True, **options)
     assert settings.event_queue_path is not None  # derived by Settings
     return InProcessTransport(
         settings.event_queue_path, timeout_seconds=settings.event_publish_timeout_seconds

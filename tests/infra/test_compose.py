@@ -14,6 +14,7 @@ import copy
 import fnmatch
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -44,6 +45,10 @@ APP_IMAGE = "musicrec:local"
 # read by the MLflow server's S3 client (boto3) for the MinIO artifact bucket.
 VENDOR_ENV = {"MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 RESTARTING = {"always", "unless-stopped"}
+# Variables compose itself reads (${...} in docker-compose.yml) that are not settings: the data
+# folder mounted at /data, the host address ports are published on, and the redis container's
+# password (the app services get it as FEAST_REDIS_PASSWORD, a setting).
+COMPOSE_VARIABLES = {"MUSICREC_DATA", "MUSICREC_BIND_ADDRESS", "REDIS_PASSWORD"}
 # The Python docker-compose (1.29, which pins PyYAML<6) lives in a venv of its own: make test
 # builds it (Makefile: compose-tool).
 DOCKER_COMPOSE = Path(
@@ -192,8 +197,9 @@ def test_dockerignore_keeps_the_source(path: str) -> None:
 # ---- docker-compose.yml -----------------------------------------------------------------------
 
 
-def docker_compose_config(path: Path) -> subprocess.CompletedProcess[str]:
-    """docker-compose's own `config`: its schema, interpolation and cross-reference checks."""
+def docker_compose_config(path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    """docker-compose's own `config`: its schema, interpolation and cross-reference checks,
+    with the compose-level `variables` given (the others unset: their defaults)."""
     if not DOCKER_COMPOSE.exists():
         pytest.fail(
             f"docker-compose is required at {DOCKER_COMPOSE} (`make compose-tool` builds it)",
@@ -204,7 +210,11 @@ def docker_compose_config(path: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "MUSICREC_DATA": "/tmp"},
+        env={
+            **{k: v for k, v in os.environ.items() if k not in COMPOSE_VARIABLES},
+            "MUSICREC_DATA": "/tmp",
+            **variables,
+        },
     )
 
 
@@ -356,7 +366,7 @@ def test_services_reach_each_other_where_they_listen() -> None:
     for name, port in [("api", "8000"), ("ml", ml_port)]:
         service = services()[name]
         assert service["command"][service["command"].index("--port") + 1] == port
-        assert f"{port}:{port}" in service["ports"]
+        assert any(str(p).endswith(f":{port}:{port}") for p in service["ports"])
         assert f"localhost:{port}/healthz" in " ".join(service["healthcheck"]["test"])
     tensorboard = services()["tensorboard"]["command"]
     assert tensorboard[tensorboard.index("--logdir") + 1] == env["TENSORBOARD_DIR"]
@@ -376,3 +386,55 @@ def test_init_migrates_then_applies_features() -> None:
         ["db", "upgrade"],
         ["features", "apply"],
     ]
+
+
+def test_compose_variables_are_settings_or_known() -> None:
+    """Every ${VARIABLE} compose interpolates is a documented setting or one of the few
+    compose-level ones (`$$` is the container shell's, not compose's)."""
+    text = COMPOSE.read_text().replace("$$", "")
+    used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
+    assert used, "the file interpolates variables"
+    assert used - COMPOSE_VARIABLES <= documented_settings(), used - COMPOSE_VARIABLES
+
+
+def published_ports(resolved: dict[str, Any]) -> dict[str, list[str]]:
+    return {
+        name: [str(p) for p in service.get("ports", [])]
+        for name, service in resolved["services"].items()
+        if service.get("ports")
+    }
+
+
+def test_published_ports_bind_to_loopback_unless_told_otherwise() -> None:
+    done = docker_compose_config(COMPOSE)
+    assert done.returncode == 0, done.stderr
+    ports = published_ports(yaml.safe_load(done.stdout))
+    assert {"api", "ml", "postgres", "redis", "kafka", "mlflow"} <= set(ports)
+    for name, mappings in ports.items():
+        for mapping in mappings:
+            assert mapping.startswith("127.0.0.1:"), f"{name} publishes {mapping} to the network"
+
+    done = docker_compose_config(COMPOSE, MUSICREC_BIND_ADDRESS="0.0.0.0")
+    assert done.returncode == 0, done.stderr
+    everywhere = published_ports(yaml.safe_load(done.stdout))
+    assert everywhere.keys() == ports.keys()
+    assert all(m.startswith("0.0.0.0:") for mappings in everywhere.values() for m in mappings)
+
+
+def test_redis_requires_the_password_the_apps_are_given() -> None:
+    for variables in ({}, {"REDIS_PASSWORD": "another-one"}):
+        done = docker_compose_config(COMPOSE, **variables)
+        assert done.returncode == 0, done.stderr
+        resolved = yaml.safe_load(done.stdout)["services"]
+        redis = resolved["redis"]
+        command = as_list(redis["command"])
+        password = command[command.index("--requirepass") + 1]
+        assert password and password == variables.get("REDIS_PASSWORD", password)
+        users = [n for n, s in resolved.items() if "FEAST_REDIS_HOST" in s.get("environment", {})]
+        assert {"api", "ml", "consumer", "init"} <= set(users)
+        for name in users:
+            assert resolved[name]["environment"]["FEAST_REDIS_PASSWORD"] == password, name
+        # The health check authenticates (a bare `redis-cli ping` gets NOAUTH, never PONG).
+        check = " ".join(as_list(redis["healthcheck"]["test"]))
+        assert "-a" in check.split() and "$REDIS_PASSWORD" in check and "PONG" in check
+        assert redis["environment"]["REDIS_PASSWORD"] == password
