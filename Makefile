@@ -130,7 +130,8 @@ bench-feedback: $(STAMP) services
 # mock Kafka broker, the API, consumer and relay as processes): kill -9 of each process, Redis and
 # Postgres refused or frozen, Kafka down, a request body that never ends. Lost, duplicated, 5xx,
 # recovery time and latency per fault against the goals. About 7 minutes on 2 cores
-# (CHAOS_ARGS=--quick: about 4); JSON in results/benchmarks/chaos.json.
+# (CHAOS_ARGS=--quick: about 4); JSON in results/benchmarks/chaos.json, and its table for
+# docs/operations.md on stderr (CHAOS_ARGS=--markdown prints that table again, running nothing).
 bench-chaos: $(STAMP) services
 	$(BIN)/python -m benchmarks.chaos $(CHAOS_ARGS)
 

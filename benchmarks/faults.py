@@ -1,4 +1,4 @@
-"""Fault injectors for benchmarks/chaos.py: a TCP proxy whose link can be cut or frozen (Redis and
+"""Fault injectors for benchmarks/chaos/: a TCP proxy whose link can be cut or frozen (Redis and
 Postgres are shared with other users of the machine, so they are never stopped themselves), a
 Kafka broker that can be taken down and brought back (librdkafka's mock cluster through its C
 API), and the launcher of `musicrec` commands against that broker.

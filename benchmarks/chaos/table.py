@@ -35,6 +35,12 @@ def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:,.0f} ms"
 
 
+def _p99(latency: dict[str, Any]) -> str:
+    """The p99, with the count where so few requests make it (a kill: the API was down)."""
+    few = f" (n={latency['n']})" if 0 < latency["n"] < 10 else ""
+    return _ms(latency["p99_ms"]) + few
+
+
 def _row(phase: dict[str, Any], goals: dict[str, float], baseline: bool) -> list[str]:
     errors = str(phase["connection_errors"])
     if phase["client_timeouts"]:
@@ -49,7 +55,12 @@ def _row(phase: dict[str, Any], goals: dict[str, float], baseline: bool) -> list
         str(phase["lost"]),
         str(phase["duplicated"]),
         "–" if baseline else _seconds(phase["recovery"]["worst_s"]),
-        _ms(phase["requests"]["feedback"]["latency_during_fault"]["p99_ms"]),
+        # The baseline has no fault: its whole window, the steady load to compare with.
+        _p99(
+            phase["requests"]["feedback"][
+                "latency_whole_window" if baseline else "latency_during_fault"
+            ]
+        ),
         f"{before} → {after}",
         "–" if baseline else (", ".join(missed) or "none"),
     ]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.chaos import QUICK, run
+from benchmarks.chaos import QUICK, markdown, run
 
 PLAN = replace(
     QUICK,
@@ -50,3 +50,7 @@ def test_a_frozen_database_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     assert body["status_lines"] == ["HTTP/1.1 408 Request Timeout"], body
     assert body["goal_met"], body
     assert body["last_answer_or_close_s"] < 2.0 + 1.0, body  # the plan's timeout, not the default
+
+    # The docs' table is written from the same report.
+    table = markdown(report)
+    assert "| `postgres_hang` | 0 | 0 | 0 | 0 |" in table, table
