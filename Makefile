@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0 $(PIP_QUIET)
 	$(BIN)/python -m pip install --quiet -e '.[dev]' $(PIP_QUIET)
+	@# Optimized-mode bytecode for the servers (PYTHONOPTIMIZE=1; nothing writes it at run time
+	@# here). torch/testing holds Python 3.12-only files, never imported.
+	$(BIN)/python -O -m compileall -q -j 0 -x "/torch/testing/" $(VENV)/lib >/dev/null
 	touch $@
 
 install: $(STAMP)
@@ -38,9 +41,10 @@ compose-tool: $(COMPOSE_STAMP)
 demo: $(STAMP)
 	$(BIN)/musicrec demo
 
-# The API on API_PORT (8000) over what `make demo` built; docs at /docs.
+# The API on API_PORT (8000) over what `make demo` built; docs at /docs. Optimized: Feast's
+# classes are not re-instrumented by typeguard at import (the install compiles that bytecode).
 serve: $(STAMP)
-	$(BIN)/musicrec serve
+	PYTHONOPTIMIZE=1 $(BIN)/musicrec serve
 
 services:
 	scripts/ensure-services.sh

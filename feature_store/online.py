@@ -145,6 +145,13 @@ class OnlineFeatures:
             )
         return out
 
+    def stored_user_features(
+        self, user_ids: Sequence[str], features: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Several listeners' stored features (no request context) in one read."""
+        refs = [ref for view in USER_VIEWS for ref in self.refs[view]]
+        return self._read(self._select(refs, features), [{"user_id": u} for u in user_ids])
+
     def track_features(
         self, track_ids: Sequence[str], features: Sequence[str] | None = None
     ) -> list[dict[str, Any]]:
@@ -154,8 +161,14 @@ class OnlineFeatures:
     def user_track_features(
         self, user_id: str, track_ids: Sequence[str], features: Sequence[str] | None = None
     ) -> list[dict[str, Any]]:
+        return self.pair_features([(user_id, t) for t in track_ids], features)
+
+    def pair_features(
+        self, pairs: Sequence[tuple[str, str]], features: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """(listener, track) pairs' features in one read."""
         refs = [ref for view in PAIR_VIEWS for ref in self.refs[view]]
-        rows = [{"user_id": user_id, "track_id": t} for t in track_ids]
+        rows = [{"user_id": user, "track_id": track} for user, track in pairs]
         return self._read(self._select(refs, features), rows)
 
     def _select(self, refs: list[str], wanted: Sequence[str] | None) -> list[str]:

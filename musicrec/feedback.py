@@ -211,22 +211,22 @@ class FeedbackSink:
 
     def _push(self, events: list[ListeningEvent]) -> int:
         """Failures are logged, not raised: the events are committed and a redelivery would not
-        push them again; the next feature batch run recomputes the values exactly."""
+        push them again; the next feature batch run recomputes the values exactly. Returns the
+        events whose fresh features were not updated (the batch is pushed as one)."""
         if self.features is None or not events:
             return 0
-        from feature_store.push import push_event  # feast: slow to import, needed only here
+        from feature_store.push import push_events  # feast: slow to import, needed only here
 
-        failures = 0
-        for event in events:
-            try:
-                push_event(self.features, event)
-            except Exception:
-                if not failures:
-                    log.exception("fresh features not updated for event %s", event.event_id)
-                failures += 1
-        if failures > 1:
-            log.error("fresh features not updated for %d of %d events", failures, len(events))
-        return failures
+        try:
+            push_events(self.features, events)
+        except Exception:
+            log.exception(
+                "fresh features not updated for %d event(s), e.g. %s",
+                len(events),
+                events[0].event_id,
+            )
+            return len(events)
+        return 0
 
 
 def _store_dead(conn: Connection, dead: Sequence[DeadLetter]) -> None:

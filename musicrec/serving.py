@@ -3,7 +3,9 @@ background thread (the demo, tests)."""
 
 from __future__ import annotations
 
+import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +16,8 @@ from typing import Any
 import uvicorn
 
 from musicrec.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 def run_server(
@@ -28,6 +32,10 @@ def run_server(
     if embedded_only_single and workers > 1:
         # Each worker would run its own in-process event queue consumer on the same file.
         raise UserError("--workers > 1 needs services mode (KAFKA_BOOTSTRAP_SERVERS)")
+    if not sys.flags.optimize:
+        # Feast's @typechecked classes are re-parsed and recompiled by typeguard at import
+        # unless Python runs optimized: about 2.5 s of CPU per process (the image sets it).
+        log.warning("start-up is slower without PYTHONOPTIMIZE=1 (see docs/operations.md)")
     uvicorn.run(
         factory,
         factory=True,

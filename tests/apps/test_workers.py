@@ -54,6 +54,7 @@ def test_two_workers_start_and_serve(make_env: Callable[..., ServingEnv]) -> Non
         # Services mode; no broker is needed to serve (feedback would go to the outbox).
         "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
         "API_PORT": str(port),
+        "PYTHONOPTIMIZE": "1",  # as deployed
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "musicrec.cli", "serve", "--workers", "2"],

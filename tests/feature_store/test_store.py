@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from feature_store.compute import RECENT_TRACKS
 from feature_store.online import OnlineFeatures, UnknownFeature, recent_tracks
-from feature_store.push import push_event
+from feature_store.push import push_events
 from feature_store.store import materialize, open_store
 from musicrec.config import Settings
 from musicrec.db.bulk import write_batch
@@ -105,7 +105,7 @@ def test_a_pushed_event_is_visible_at_once(online: OnlineFeatures) -> None:
         occurred_at=T0 + timedelta(minutes=1),
         ms_played=95_000,
     )
-    push_event(online, event)
+    push_events(online, [event])
     u1 = online.user_features("u1", request_time=T0 + timedelta(minutes=2))
     assert (u1["user_listening_stats__plays"], u1["user_listening_stats__skips"]) == (3, 1)
     assert u1["user_listening_stats__completed_play_ratio"] == pytest.approx(2 / 3)
@@ -119,11 +119,70 @@ def test_a_pushed_event_is_visible_at_once(online: OnlineFeatures) -> None:
     assert u1["user_recent_tracks__n_tracks"] == 4
 
 
+def test_a_batch_pushes_what_its_events_push_one_at_a_time(online: OnlineFeatures) -> None:
+    """The consumer pushes a whole batch at once; the result must not depend on that. Two sets
+    of listeners get the same history, one event at a time, then the same events: one set one
+    at a time, the other as one batch."""
+    minute = timedelta(minutes=1)
+
+    def events(prefix: str, start: int, rows: list[tuple]) -> list[ListeningEvent]:
+        return [
+            ListeningEvent(
+                user_id=prefix + user,
+                track_id=track,
+                event_type=kind,
+                occurred_at=T0 + (start + i) * minute,
+                ms_played=ms,
+            )
+            for i, (user, track, kind, ms) in enumerate(rows)
+        ]
+
+    history = [("a", T2, EventType.PLAY, 95_000), ("a", T1, EventType.SKIP, 1_000)]
+    batch_rows = [
+        ("a", T2, EventType.PLAY, 95_000),
+        ("b", T1, EventType.SKIP, 3_000),  # a new listener: no sequence yet
+        ("a", T2, EventType.SKIP, 1_000),  # the same pair twice in one batch
+        ("b", T3, EventType.CLICK, None),
+        ("a", T1, EventType.PLAY, 10_000),
+        ("b", T3, EventType.PLAY, 200_000),
+    ]
+    for prefix in ("single-", "batch-"):
+        for event in events(prefix, 0, history):
+            push_events(online, [event])
+    for event in events("single-", 10, batch_rows):
+        push_events(online, [event])
+    push_events(online, events("batch-", 10, batch_rows))
+
+    single, batched = _pushed(online, "single-"), _pushed(online, "batch-")
+    assert batched == single
+    assert single["b"]["user_recent_tracks__track_ids"] == f"{T3} {T3}"
+    assert single["a"]["user_recent_tracks__track_ids"] == f"{T2} {T2} {T1}"
+    assert single["a"]["user_listening_stats__plays"] == 3
+    assert single[("a", T2)]["user_track_interactions__plays"] == 2
+    assert single[("a", T2)]["user_track_interactions__skips"] == 1
+
+
+def _pushed(online: OnlineFeatures, prefix: str) -> dict[object, dict]:
+    users = ["a", "b"]
+    pairs = [(user, track) for user in users for track in (T1, T2, T3)]
+    return {
+        **dict(zip(users, online.stored_user_features([prefix + u for u in users]), strict=True)),
+        **dict(
+            zip(
+                pairs,
+                online.pair_features([(prefix + u, t) for u, t in pairs]),
+                strict=True,
+            )
+        ),
+    }
+
+
 def test_pushed_plays_and_clicks_extend_the_sequence_up_to_its_cap(online: OnlineFeatures) -> None:
     def push(kind: EventType, track: str, minutes: int) -> list[str]:
         when = T0 + timedelta(minutes=minutes)
-        push_event(
-            online, ListeningEvent(user_id="u9", track_id=track, event_type=kind, occurred_at=when)
+        push_events(
+            online,
+            [ListeningEvent(user_id="u9", track_id=track, event_type=kind, occurred_at=when)],
         )
         values = online.user_features("u9")
         assert values["user_recent_tracks__n_tracks"] == len(recent_tracks(values))
