@@ -66,11 +66,11 @@ bench: $(STAMP) services
 # (about an hour on 2 cores; not part of CI). Writes results/sasrec_Video.json.
 SHARED_DATA ?= ../shared/data
 reproduce-sasrec: $(STAMP)
-	$(BIN)/python -m ml_pipeline.train_transformer --data $(SHARED_DATA)/sasrec_games/Video.txt \
+	$(BIN)/python -m ml_pipeline.training.train_transformer --data $(SHARED_DATA)/sasrec_games/Video.txt \
 		--epochs 200 --batch-size 128 --max-seq-len 50 --embedding-dim 50 --num-layers 2 \
 		--num-heads 1 --dropout 0.5 --lr 0.001 --seed 42 --eval-every 20 \
 		--output var/models/sasrec_games.pt --results results/sasrec_Video.json
-	$(BIN)/python -m ml_pipeline.report
+	$(BIN)/python -m ml_pipeline.evaluation.report
 
 # SASRec and the tuned baselines on the MPD playlists (leave-one-out), on the tracks heard at
 # least MIN_ITEM_COUNT times (1: all), then the tables in docs/results.md. About 20 minutes on 2
@@ -78,24 +78,24 @@ reproduce-sasrec: $(STAMP)
 MIN_ITEM_COUNT ?= 5
 MPD_SUFFIX := $(if $(filter 1,$(MIN_ITEM_COUNT)),,-min$(MIN_ITEM_COUNT))
 MPD_DATA := --data $(SHARED_DATA)/mpd_reduced --min-item-count $(MIN_ITEM_COUNT)
-MPD_TRAIN := $(BIN)/python -m ml_pipeline.train_transformer $(MPD_DATA) --epochs 150 \
+MPD_TRAIN := $(BIN)/python -m ml_pipeline.training.train_transformer $(MPD_DATA) --epochs 150 \
 	--eval-every 10 --loss sampled_softmax --num-negatives 256 --embedding-dim 64 --dropout 0.2 \
 	--lr 0.001 --batch-size 128 --sparse-items
 reproduce-mpd: $(STAMP)
-	$(BIN)/python -m ml_pipeline.evaluate_baselines $(MPD_DATA)
+	$(BIN)/python -m ml_pipeline.evaluation.evaluate_baselines $(MPD_DATA)
 	$(MPD_TRAIN) --output var/models/sasrec_mpd_reduced$(MPD_SUFFIX).pt
-	$(BIN)/python -m ml_pipeline.report
+	$(BIN)/python -m ml_pipeline.evaluation.report
 
 # The cold-start tables: baselines, SASRec and the hybrid on the cold-track split (10% of the
 # tracks held out of training), and the hybrid on leave-one-out (warm tracks, new listeners,
 # LLaRA's 20 candidates). About 90 minutes on 2 idle cores; not part of CI.
 reproduce-cold-start: $(STAMP)
-	$(BIN)/python -m ml_pipeline.evaluate_baselines $(MPD_DATA) --split cold-track \
+	$(BIN)/python -m ml_pipeline.evaluation.evaluate_baselines $(MPD_DATA) --split cold-track \
 		--model most_popular --model item_knn --model lightgcn --model text_knn --model lightgcn_text
 	$(MPD_TRAIN) --split cold-track --output var/models/sasrec_cold$(MPD_SUFFIX).pt
 	$(MPD_TRAIN) --model hybrid --split cold-track --output var/models/hybrid_cold$(MPD_SUFFIX).pt
 	$(MPD_TRAIN) --model hybrid --output var/models/hybrid_mpd_reduced$(MPD_SUFFIX).pt
-	$(BIN)/python -m ml_pipeline.report
+	$(BIN)/python -m ml_pipeline.evaluation.report
 
 # Seconds per SASRec training epoch, ours against RecBole's SASRec, on the paper's Amazon Games
 # data and configuration (about 15 minutes on 2 idle cores). RecBole lives in a benchmark
@@ -156,8 +156,8 @@ reproduce-interest-graph: $(STAMP)
 	VAR_DIR=$(MPD_VAR) $(BIN)/musicrec db upgrade
 	VAR_DIR=$(MPD_VAR) $(BIN)/musicrec ingest mpd $(SHARED_DATA)/mpd_reduced
 	VAR_DIR=$(MPD_VAR) $(BIN)/musicrec ingest audio-features $(SHARED_DATA)/audio_features
-	VAR_DIR=$(MPD_VAR) $(BIN)/python -m ml_pipeline.evaluate_interest_graph --epochs 40
-	$(BIN)/python -m ml_pipeline.report
+	VAR_DIR=$(MPD_VAR) $(BIN)/python -m ml_pipeline.evaluation.evaluate_interest_graph --epochs 40
+	$(BIN)/python -m ml_pipeline.evaluation.report
 
 # Redis memory per listener, track and listener–track pair on the MPD playlists (the sizing
 # table of infra/README.md). Needs Postgres and Redis; about 3 minutes.

@@ -33,11 +33,11 @@ from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
+from apps.workers.feedback import FeedbackSink
 from musicrec.config import REPO_ROOT
 from musicrec.db.bulk import write_batch
 from musicrec.db.models import ListeningEvent as EventRow
 from musicrec.events import EventType, ListeningEvent
-from musicrec.feedback import FeedbackSink
 from musicrec.records import CatalogBatch, TrackRecord
 
 # kafka-python clients must speak this protocol version to the mock cluster.
@@ -258,8 +258,8 @@ def worker(url: str, bootstrap: str, topic: str, group: str, batch_size: int, ho
     """The consumer process: runs until SIGTERM, then prints its totals as JSON."""
     import logging
 
+    from apps.workers.feedback import KafkaConsumerLoop, stop_on_signals
     from musicrec.db.engine import make_engine
-    from musicrec.feedback import KafkaConsumerLoop, stop_on_signals
 
     logging.basicConfig(level=logging.WARNING)
     engine = make_engine(url)

@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     _default_api_version()
-    from musicrec.cli import app
+    from apps.cli import app
 
     app(args, prog_name="musicrec")
 

@@ -50,11 +50,11 @@ def measure(
 
     from apps.api.main import create_app
     from apps.api.security import ApiKeys
+    from apps.workers.feedback import FeedbackSink, KafkaConsumerLoop
+    from apps.workers.transport import EventTransport, KafkaTransport
     from benchmarks.common import scratch_schema
     from feature_store.online import OnlineFeatures
     from feature_store.store import open_store
-    from musicrec.feedback import FeedbackSink, KafkaConsumerLoop
-    from musicrec.transport import EventTransport, KafkaTransport
     from tests.apps.serving_env import APP, LISTENERS, build_env, exported_model, uri
 
     model = exported_model(folder / "model")

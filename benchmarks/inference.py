@@ -1,5 +1,5 @@
 """Batch-1 SASRec inference latency, full ranking of a 50,000-track catalog down to the top 10:
-torch eager vs the exported ONNX graph in onnxruntime, fp32 and int8 (ml_pipeline.onnx_export).
+torch eager vs the exported ONNX graph in onnxruntime, fp32 and int8 (ml_pipeline.export.onnx).
 One thread each. Prints JSON.
 
     python -m benchmarks.inference [--iterations 2000] [--warmup 200]
@@ -31,16 +31,16 @@ import torch
 from numpy.typing import NDArray
 
 from benchmarks.common import emit
-from ml_pipeline.onnx_export import (
+from ml_pipeline.data.sequences import pad_left
+from ml_pipeline.export.onnx import (
     OnnxScorer,
     ScoringGraph,
     export_onnx,
     op_counts,
     quantize_int8,
 )
-from ml_pipeline.onnx_parity import top_k_overlap
-from ml_pipeline.sasrec import SASRec, SASRecConfig
-from ml_pipeline.sequences import pad_left
+from ml_pipeline.export.parity import top_k_overlap
+from ml_pipeline.models.sasrec import SASRec, SASRecConfig
 
 N_ITEMS, MAX_LEN, K = 50_000, 50, 10
 TARGET_SPEEDUP = 3.0  # int8 vs torch eager, p50

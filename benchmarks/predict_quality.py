@@ -24,8 +24,8 @@ from sqlalchemy import select
 
 from apps.api.main import create_app
 from benchmarks.common import emit
-from ml_pipeline.baselines import Baseline, ItemKNN, MostPopular
-from ml_pipeline.sequences import load_from_database
+from ml_pipeline.data.sequences import load_from_database
+from ml_pipeline.models.baselines import Baseline, ItemKNN, MostPopular
 from musicrec.config import get_settings
 from musicrec.db.engine import make_engine
 from musicrec.db.models import Playlist

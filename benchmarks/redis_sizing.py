@@ -19,9 +19,9 @@ import typer
 
 from benchmarks.common import DEFAULT_PG_URL, emit, scratch_schema
 from feature_store.store import materialize, open_store, resolve_as_of
-from ml_pipeline.generate_interest_graph import generate_interest_graphs
 from ml_pipeline.ingest.audio_features import join_audio_features
 from ml_pipeline.ingest.loader import load_mpd
+from ml_pipeline.interest_graph.generate import generate_interest_graphs
 from ml_pipeline.interest_graph.local import LocalProvider
 from musicrec.config import Settings
 

@@ -67,9 +67,9 @@ from apps.ml.schemas import PredictQuery, SeedTrack, UserQuery
 from apps.ml.service import MLService
 from benchmarks.common import emit, scratch_schema
 from feature_store.store import materialize, open_store
-from ml_pipeline.sasrec import SASRec, SASRecConfig
-from ml_pipeline.synthetic import SyntheticConfig, generate
-from ml_pipeline.train_transformer import export_both
+from ml_pipeline.data.synthetic import SyntheticConfig, generate
+from ml_pipeline.models.sasrec import SASRec, SASRecConfig
+from ml_pipeline.training.train_transformer import export_both
 from musicrec.config import REPO_ROOT, Settings
 from musicrec.db.bulk import write_batch
 from musicrec.db.engine import make_engine
@@ -93,11 +93,15 @@ CONNECTIONS, DRAIN_SECONDS, WARMUP, REFINEMENTS, STEP_REQUESTS = 64, 2.0, 200, 2
 PROFILED_CALLS, PROFILE_ROWS = 500, 15
 CACHE_ROOT = Path(tempfile.gettempdir()) / "musicrec-bench-serving"
 SHAPING_CODE = (
-    *("ml_pipeline/synthetic.py", "ml_pipeline/sasrec.py", "ml_pipeline/onnx_export.py"),
+    *(
+        "ml_pipeline/data/synthetic.py",
+        "ml_pipeline/models/sasrec.py",
+        "ml_pipeline/export/onnx.py",
+    ),
     *("feature_store/definitions.py", "feature_store/compute.py", "db/migrations"),
 )
 # The code the servers run: edited during a run, the modes measure different code.
-SERVING_CODE = ("apps", "musicrec", "feature_store", "ml_pipeline/onnx_export.py")
+SERVING_CODE = ("apps", "musicrec", "feature_store", "ml_pipeline/export/onnx.py")
 # Profile stages: (file suffix, function) -> label.
 STAGES = {
     ("feature_store/online.py", "user_features"): "feature_read_user",
@@ -121,7 +125,7 @@ class Workload:
     seeds: list[tuple[str, str]]  # (title, artist) of catalog tracks
 
 
-LISTENER_APP = "demo"  # ml_pipeline/synthetic.py stores its listeners as demo:user:<n>
+LISTENER_APP = "demo"  # ml_pipeline/data/synthetic.py stores its listeners as demo:user:<n>
 
 
 @cache
@@ -263,7 +267,7 @@ class Server:
     def __init__(self, name: str, command: str, env: dict[str, str], log_dir: Path) -> None:
         self.name, self.port = name, _free_port()
         self.log_path = log_dir / f"{name}.log"
-        args = [sys.executable, "-m", "musicrec.cli", command, "--host", "127.0.0.1"]
+        args = [sys.executable, "-m", "apps.cli", command, "--host", "127.0.0.1"]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [*args, "--port", str(self.port)], env=env, cwd=REPO_ROOT, stdout=log, stderr=log

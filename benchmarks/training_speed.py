@@ -43,9 +43,9 @@ from typing import Any
 import torch
 
 from benchmarks.common import emit
-from ml_pipeline.sasrec import SASRecConfig
-from ml_pipeline.sequences import SequenceData, TrainBatches, load_interaction_file
-from ml_pipeline.train_transformer import train_sasrec
+from ml_pipeline.data.sequences import SequenceData, TrainBatches, load_interaction_file
+from ml_pipeline.models.sasrec import SASRecConfig
+from ml_pipeline.training.train_transformer import train_sasrec
 from musicrec.config import get_settings
 
 TARGET_RATIO = 0.7  # ours / RecBole's seconds per epoch

@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     kafka_breaker_seconds: float = Field(default=10.0, gt=0)
     event_queue_path: Path | None = None
 
-    # Interest graphs (ml_pipeline/generate_interest_graph.py): the provider of a run, the
+    # Interest graphs (ml_pipeline/interest_graph/generate.py): the provider of a run, the
     # language models' names and endpoints (empty: the vendor's), and how requests are made.
     interest_graph_provider: Literal["local", "anthropic", "openai"] = "local"
     anthropic_api_key: SecretStr | None = None

@@ -9,7 +9,7 @@ import time
 
 from prometheus_client import Counter, Gauge
 
-from musicrec.transport import one_line
+from apps.workers.transport import one_line
 
 log = logging.getLogger(__name__)
 

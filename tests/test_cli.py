@@ -10,7 +10,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from musicrec.cli import app
+from apps.cli import app
 from musicrec.db.engine import make_engine
 from musicrec.db.stats import catalog_counts
 from tests.ml_pipeline.ingest.mpd_files import playlist, write_slice
@@ -21,7 +21,7 @@ runner = CliRunner()
 def _musicrec(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "COLUMNS": "200"}
     return subprocess.run(
-        [sys.executable, "-m", "musicrec.cli", *args],
+        [sys.executable, "-m", "apps.cli", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -40,11 +40,11 @@ from apps.api.state import ApiState
 from apps.ml.catalog import Catalog
 from apps.ml.client import EmbeddedML, MLBackend, RemoteML
 from apps.ml.service import MLService
+from apps.workers.feedback import FeedbackSink, InProcessConsumer
+from apps.workers.transport import EventTransport, InProcessTransport, transport_for
 from feature_store.online import OnlineFeatures
 from musicrec.config import Settings, get_settings
 from musicrec.db.engine import make_engine
-from musicrec.feedback import FeedbackSink, InProcessConsumer
-from musicrec.transport import EventTransport, InProcessTransport, transport_for
 
 log = logging.getLogger(__name__)
 

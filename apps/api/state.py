@@ -11,9 +11,9 @@ from sqlalchemy import Engine
 from apps.api.security import ApiKeys, RateLimiter
 from apps.ml.catalog import Catalog
 from apps.ml.client import MLBackend
+from apps.workers.feedback import InProcessConsumer
+from apps.workers.transport import EventTransport
 from musicrec.config import Settings
-from musicrec.feedback import InProcessConsumer
-from musicrec.transport import EventTransport
 
 
 @dataclass

@@ -28,9 +28,9 @@ from musicrec.config import Settings
 from musicrec.errors import UserError
 
 if TYPE_CHECKING:
-    from ml_pipeline.cold_start import ColdStartRecommender
-    from ml_pipeline.onnx_export import OnnxScorer
-    from ml_pipeline.text_encoder import TextEncoder
+    from ml_pipeline.export.onnx import OnnxScorer
+    from ml_pipeline.models.cold_start import ColdStartRecommender
+    from ml_pipeline.models.text_encoder import TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,8 @@ class ServingModel:
         """`encoder`: a TextEncoder to share across reloads (loading one takes seconds)."""
         import torch
 
-        from ml_pipeline.cold_start import ColdStartRecommender
-        from ml_pipeline.onnx_export import OnnxScorer, load_checkpoint
+        from ml_pipeline.export.onnx import OnnxScorer, load_checkpoint
+        from ml_pipeline.models.cold_start import ColdStartRecommender
 
         serving, graph = serving_files(source.checkpoint)
         model, vocabulary, _ = load_checkpoint(serving)
@@ -164,7 +164,7 @@ class ServingModel:
 
     def candidates(self, items: list[int], n: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """The n best next items after a history of item ids (oldest first), best first."""
-        from ml_pipeline.sequences import pad_left
+        from ml_pipeline.data.sequences import pad_left
 
         seqs = pad_left([items], self.scorer.max_len)
         scores, best = self.scorer.top_k(seqs, min(n, self.n_items))

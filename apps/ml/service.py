@@ -357,9 +357,9 @@ class MLService:
 
     def predict(self, query: PredictQuery) -> Recommendations:
         """Recommendations after seed tracks named by title and artist (a new listener)."""
-        from ml_pipeline.cold_start import SeedMatch
-        from ml_pipeline.cold_start import SeedTrack as Seed
-        from ml_pipeline.onnx_export import top_items
+        from ml_pipeline.export.onnx import top_items
+        from ml_pipeline.models.cold_start import SeedMatch
+        from ml_pipeline.models.cold_start import SeedTrack as Seed
 
         model = self._model
         model_tracks = model.index if model is not None else {}

@@ -153,7 +153,7 @@ def kafka_pending(stack: Stack) -> set[str] | None:
     events not stored at the end but still there are late, not lost."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from musicrec.feedback import GROUP_ID
+    from apps.workers.feedback import GROUP_ID
 
     # The sink's group id, to read its committed offsets; assign() never joins the group and
     # nothing is committed.

@@ -145,8 +145,8 @@ def _model(folder: Path) -> Path:
     """An untrained SASRec over the serving setup's 36 tracks, exported for serving."""
     import torch
 
-    from ml_pipeline.sasrec import SASRec, SASRecConfig
-    from ml_pipeline.train_transformer import export_both
+    from ml_pipeline.models.sasrec import SASRec, SASRecConfig
+    from ml_pipeline.training.train_transformer import export_both
     from tests.apps.serving_env import uri
 
     path = folder / "model" / "sasrec.pt"

@@ -152,7 +152,7 @@ def synthetic_command(
     seed: int = 7,
 ) -> None:
     """Generate and load the synthetic demo dataset (events up to now)."""
-    from ml_pipeline.synthetic import SyntheticConfig, generate
+    from ml_pipeline.data.synthetic import SyntheticConfig, generate
 
     with cli_errors():
         engine = migrated_engine()

@@ -231,7 +231,7 @@ class DeadEvent(Base):
 
 
 class EventOutbox(Base):
-    """A feedback event Kafka did not acknowledge, kept until musicrec.outbox.OutboxRelay
+    """A feedback event Kafka did not acknowledge, kept until apps.workers.outbox.OutboxRelay
     publishes it (in id order) and deletes it."""
 
     __tablename__ = "event_outbox"

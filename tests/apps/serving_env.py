@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from apps.api.tenancy import stored_user_id
 from feature_store.store import materialize
-from ml_pipeline.training_record import write_training_record
+from ml_pipeline.training.training_record import write_training_record
 from musicrec.config import Settings
 from musicrec.db.bulk import write_batch
 from musicrec.db.migrate import upgrade
@@ -90,8 +90,8 @@ def catalog_batch(app: str | None = None) -> CatalogBatch:
 @lru_cache(maxsize=1)
 def exported_model(folder: Path) -> Path:
     """The styled hybrid saved with its serving model and ONNX graphs (once per session)."""
-    from ml_pipeline.splits import leave_one_out
-    from ml_pipeline.train_transformer import evaluate, export_serving
+    from ml_pipeline.data.splits import leave_one_out
+    from ml_pipeline.training.train_transformer import evaluate, export_serving
 
     model, data = trained_hybrid()
     path = folder / "hybrid.pt"

@@ -12,8 +12,8 @@ from apps.api.main import create_app
 from apps.api.security import ApiKeys
 from apps.ml.main import create_app as create_ml_app
 from apps.ml.service import MLService
+from apps.serving import serve_in_background
 from musicrec.config import Settings
-from musicrec.serving import serve_in_background
 from tests.apps.serving_env import APP, METRICS_AUTH, ServingEnv
 from tests.apps.tcp_proxy import TcpProxy
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from apps.api.main import create_app
 from apps.api.security import ApiKeys
-from ml_pipeline.generate_interest_graph import generate_interest_graphs
+from ml_pipeline.interest_graph.generate import generate_interest_graphs
 from musicrec.db.models import User
 from tests.apps.conftest import MODES
 from tests.apps.serving_env import APP, STYLE, ServingEnv

@@ -15,7 +15,7 @@ from apps.api.ops import quantile
 from apps.api.security import ApiKeys
 from apps.ml.main import create_app as create_ml_app
 from apps.ml.service import MLService
-from musicrec.serving import serve_in_background
+from apps.serving import serve_in_background
 from tests.apps.serving_env import APP, AS_OF, LISTENERS, ServingEnv
 
 INF = math.inf

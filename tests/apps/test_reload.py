@@ -13,7 +13,7 @@ import httpx
 
 from apps.api.main import create_app
 from apps.api.security import ApiKeys
-from musicrec.serving import serve_in_background
+from apps.serving import serve_in_background
 from tests.apps.serving_env import ADMIN_TOKEN, APP, ServingEnv
 
 

@@ -22,9 +22,9 @@ from sqlalchemy import make_url
 
 from apps.api.main import create_app
 from apps.api.security import SCOPES, ApiKeys
+from apps.serving import serve_in_background
 from benchmarks.faults import FaultProxy
 from feature_store.store import open_store
-from musicrec.serving import serve_in_background
 from tests.apps.serving_env import APP, ServingEnv, build_env
 
 SEEDS = {"tracks": [{"track_name": "Song 0", "artist_name": "Artist 0"}]}

@@ -16,9 +16,9 @@ from schemathesis.specs.openapi.checks import (
 
 from apps.api.main import create_app
 from apps.api.security import SCOPES, ApiKeys
+from apps.serving import serve_in_background
 from feature_store.store import open_store
 from musicrec.config import Settings
-from musicrec.serving import serve_in_background
 from tests.apps.serving_env import APP, build_env
 
 # The document is the app's; requests go over HTTP to one the fixture serves on a test setup

@@ -19,8 +19,8 @@ from apps.api.state import ApiState
 from apps.ml.main import create_app as create_ml_app
 from apps.ml.metrics import is_loopback, metrics_response
 from apps.ml.service import MLService
+from apps.serving import serve_in_background
 from musicrec.db.models import ListeningEvent, User
-from musicrec.serving import serve_in_background
 from tests.apps.serving_env import METRICS_AUTH, METRICS_TOKEN, ServingEnv
 
 POP = ["spotify:track:t12", "spotify:track:t13", "spotify:track:t14"]  # Britney Spears

@@ -24,9 +24,9 @@ from apps.api.main import create_app
 from apps.api.security import SCOPES, ApiKeys
 from apps.ml.main import create_app as create_ml_app
 from apps.ml.service import MLService
+from apps.serving import serve_in_background
 from musicrec.config import REPO_ROOT
 from musicrec.db.models import ListeningEvent, Track, User
-from musicrec.serving import serve_in_background
 from tests.apps.serving_env import APP, ServingEnv
 
 CHROMIUM = Path("/usr/bin/chromium")

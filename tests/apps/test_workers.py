@@ -14,7 +14,7 @@ from collections.abc import Callable
 import httpx
 
 from apps.api.security import ApiKeys
-from musicrec.serving import free_port
+from apps.serving import free_port
 from tests.apps.serving_env import APP, ServingEnv
 
 SEEDS = {"tracks": [{"track_name": "Song 0", "artist_name": "Artist 0"}]}
@@ -57,7 +57,7 @@ def test_two_workers_start_and_serve(make_env: Callable[..., ServingEnv]) -> Non
         "PYTHONOPTIMIZE": "1",  # as deployed
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "musicrec.cli", "serve", "--workers", "2"],
+        [sys.executable, "-m", "apps.cli", "serve", "--workers", "2"],
         env={**os.environ, **variables},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from musicrec.cli import app
+from apps.cli import app
 from tests.infra.manifests import (
     K8S,
     OVERLAYS,

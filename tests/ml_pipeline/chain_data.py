@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ml_pipeline.sequences import SequenceData
+from ml_pipeline.data.sequences import SequenceData
 
 N_ITEMS = 60
 

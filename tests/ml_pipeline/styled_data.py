@@ -9,10 +9,10 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ml_pipeline.hybrid import HybridConfig, HybridSASRec
-from ml_pipeline.sequences import SequenceData
-from ml_pipeline.text_encoder import TextEncoder
-from ml_pipeline.train_transformer import train_sasrec
+from ml_pipeline.data.sequences import SequenceData
+from ml_pipeline.models.hybrid import HybridConfig, HybridSASRec
+from ml_pipeline.models.text_encoder import TextEncoder
+from ml_pipeline.training.train_transformer import train_sasrec
 
 ARTISTS = {
     "metal": ["Metallica", "Slayer", "Megadeth"],

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from ml_pipeline.baselines import ALS, Baseline, ItemKNN, MostPopular
-from ml_pipeline.evaluation import evaluate_full_ranking
-from ml_pipeline.matrix_factorization import LightGCN
+from ml_pipeline.evaluation.metrics import evaluate_full_ranking
+from ml_pipeline.models.baselines import ALS, Baseline, ItemKNN, MostPopular
+from ml_pipeline.models.matrix_factorization import LightGCN
 
 INF = float("inf")
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from ml_pipeline.cold_start import ColdStartRecommender, SeedTrack, app
+from ml_pipeline.models.cold_start import ColdStartRecommender, SeedTrack, app
 from musicrec.db.bulk import write_batch
 from musicrec.errors import UserError
 from musicrec.records import CatalogBatch, TrackRecord

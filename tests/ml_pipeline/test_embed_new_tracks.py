@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from ml_pipeline.embed_new_tracks import embed_new_tracks
-from ml_pipeline.hybrid import HybridSASRec
-from ml_pipeline.recommend import SequentialRecommender
-from ml_pipeline.sasrec import SASRec, SASRecConfig
+from ml_pipeline.jobs.embed_new_tracks import embed_new_tracks
+from ml_pipeline.jobs.recommend import SequentialRecommender
+from ml_pipeline.models.hybrid import HybridSASRec
+from ml_pipeline.models.sasrec import SASRec, SASRecConfig
 from musicrec.config import get_settings
 from musicrec.db.bulk import write_batch
 from musicrec.errors import UserError

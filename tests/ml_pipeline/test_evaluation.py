@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ml_pipeline.evaluation import (
+from ml_pipeline.evaluation.metrics import (
     PredictFn,
     evaluate_full_ranking,
     evaluate_sampled,

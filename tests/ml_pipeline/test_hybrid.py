@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ml_pipeline.hybrid import HybridConfig, HybridSASRec, curriculum_share
-from ml_pipeline.sasrec import SASRec
-from ml_pipeline.train_transformer import train_sasrec
+from ml_pipeline.models.hybrid import HybridConfig, HybridSASRec, curriculum_share
+from ml_pipeline.models.sasrec import SASRec
+from ml_pipeline.training.train_transformer import train_sasrec
 from tests.ml_pipeline.styled_data import encoder, styled_catalog, trained_hybrid
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from ml_pipeline.matrix_factorization import (
+from ml_pipeline.models.matrix_factorization import (
     LightGCN,
     TextAlignedLightGCN,
     normalized_adjacency,

@@ -1,4 +1,4 @@
-"""ONNX export of SASRec (ml_pipeline.onnx_export): the fp32 graph scores like torch, the int8
+"""ONNX export of SASRec (ml_pipeline.export.onnx): the fp32 graph scores like torch, the int8
 graph keeps torch's ranking, any batch size runs, padding is never recommended, and the command
 writes its parity check or fails on bad input with one line."""
 
@@ -15,7 +15,9 @@ import torch
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
-from ml_pipeline.onnx_export import (
+from ml_pipeline.data.sequences import SequenceData, load_interaction_file, pad_left
+from ml_pipeline.data.splits import Split
+from ml_pipeline.export.onnx import (
     SCORING_WEIGHT,
     OnnxScorer,
     app,
@@ -24,11 +26,9 @@ from ml_pipeline.onnx_export import (
     quantize_int8,
     top_items,
 )
-from ml_pipeline.onnx_parity import parity
-from ml_pipeline.sasrec import SASRec, SASRecConfig
-from ml_pipeline.sequences import SequenceData, load_interaction_file, pad_left
-from ml_pipeline.splits import Split
-from ml_pipeline.train_transformer import train_sasrec
+from ml_pipeline.export.parity import parity
+from ml_pipeline.models.sasrec import SASRec, SASRecConfig
+from ml_pipeline.training.train_transformer import train_sasrec
 from tests.ml_pipeline.chain_data import chain_data
 
 MAX_LEN, K = 10, 10

@@ -17,8 +17,8 @@ from apps.ml.model import in_canary
 from apps.ml.schemas import UserQuery
 from apps.ml.service import MLService
 from feature_store.store import materialize
-from ml_pipeline.promote import GroupStats, judge, promote
-from ml_pipeline.retrain import retrain
+from ml_pipeline.jobs.promote import GroupStats, judge, promote
+from ml_pipeline.jobs.retrain import retrain
 from musicrec.config import Settings
 from musicrec.db.bulk import write_batch
 from musicrec.db.engine import make_engine

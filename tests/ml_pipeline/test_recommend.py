@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ml_pipeline.sasrec import SASRecConfig
-from ml_pipeline.train_transformer import export_both, train_sasrec
+from ml_pipeline.models.sasrec import SASRecConfig
+from ml_pipeline.training.train_transformer import export_both, train_sasrec
 from tests.ml_pipeline.chain_data import N_ITEMS, chain_data
 
 
@@ -25,7 +25,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _recommend(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "ml_pipeline.recommend", *args]
+    command = [sys.executable, "-m", "ml_pipeline.jobs.recommend", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 

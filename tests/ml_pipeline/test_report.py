@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_pipeline.report import main, replace_block
+from ml_pipeline.evaluation.report import main, replace_block
 
 RESULT = {
     "dataset": "Video",
@@ -155,7 +155,7 @@ def test_cold_start_tables(tmp_path: Path) -> None:
 
 
 def test_interest_graph_table() -> None:
-    from ml_pipeline.report import interest_graph_table
+    from ml_pipeline.evaluation.report import interest_graph_table
 
     metrics = {"ndcg@10": 0.1, "recall@10": 0.05, "hit_rate@20": 0.6}
     doc = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ml_pipeline.rerank import (
+from ml_pipeline.models.rerank import (
     LanguageModelReranker,
     ModelOrderReranker,
     TrackInfo,

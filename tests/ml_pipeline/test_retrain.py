@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from ml_pipeline.retrain import decide, retrain
+from ml_pipeline.jobs.retrain import decide, retrain
 from musicrec.config import Settings
 from musicrec.db.bulk import write_batch
 from musicrec.db.engine import make_engine

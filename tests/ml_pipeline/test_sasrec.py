@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ml_pipeline.baselines import MostPopular
-from ml_pipeline.evaluation import evaluate_full_ranking
-from ml_pipeline.sasrec import SASRec, SASRecConfig
-from ml_pipeline.sequences import TrainBatches, pad_left
-from ml_pipeline.train_transformer import scorers, train_sasrec
+from ml_pipeline.data.sequences import TrainBatches, pad_left
+from ml_pipeline.evaluation.metrics import evaluate_full_ranking
+from ml_pipeline.models.baselines import MostPopular
+from ml_pipeline.models.sasrec import SASRec, SASRecConfig
+from ml_pipeline.training.train_transformer import scorers, train_sasrec
 from tests.ml_pipeline.chain_data import N_ITEMS, chain_data
 
 
@@ -43,7 +43,7 @@ def test_checkpoint_loads_in_a_fresh_process(tmp_path: Path) -> None:
     history = pad_left([[1, 2, 3]], 10)
     expected = result.model.full_sort_scores(torch.from_numpy(history))[0, 1:].argsort().tolist()
     script = (
-        "import torch, sys; from ml_pipeline.sasrec import SASRec;"
+        "import torch, sys; from ml_pipeline.models.sasrec import SASRec;"
         f"m, vocab, _ = SASRec.load(__import__('pathlib').Path({str(path)!r}));"
         "s = m.full_sort_scores(torch.tensor([[0]*7 + [1, 2, 3]]))[0, 1:];"
         "print(len(vocab), s.argsort().tolist())"

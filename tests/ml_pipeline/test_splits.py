@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml_pipeline.sequences import SequenceData, drop_rare_items
-from ml_pipeline.splits import cold_track_split, leave_one_out, make_split, temporal_split
+from ml_pipeline.data.sequences import SequenceData, drop_rare_items
+from ml_pipeline.data.splits import cold_track_split, leave_one_out, make_split, temporal_split
 
 
 def _data(sequences: list[list[int]], timestamps: list[list[float]] | None = None) -> SequenceData:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, func, select
 
-from ml_pipeline.synthetic import (
+from ml_pipeline.data.synthetic import (
     GENRES,
     GroundTruth,
     SyntheticConfig,

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml_pipeline.text_encoder import TextEncoder, default_model_path, embed_texts
+from ml_pipeline.models.text_encoder import TextEncoder, default_model_path, embed_texts
 from musicrec.errors import UserError
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ml_pipeline.sasrec import SASRec
-from ml_pipeline.sequences import load_mpd, load_sequences
-from ml_pipeline.train_transformer import app
+from ml_pipeline.data.sequences import load_mpd, load_sequences
+from ml_pipeline.models.sasrec import SASRec
+from ml_pipeline.training.train_transformer import app
 from musicrec.config import get_settings
 from tests.ml_pipeline.chain_data import chain_data
 
@@ -106,8 +106,8 @@ def test_hybrid_from_the_database_with_a_serving_model(
     the serving model (item vectors baked into a plain SASRec) with its graphs."""
     from datetime import UTC, datetime
 
-    from ml_pipeline.hybrid import HybridSASRec
-    from ml_pipeline.synthetic import SyntheticConfig, generate
+    from ml_pipeline.data.synthetic import SyntheticConfig, generate
+    from ml_pipeline.models.hybrid import HybridSASRec
     from musicrec.db.bulk import write_batch
     from musicrec.db.engine import make_engine
     from musicrec.db.migrate import upgrade

@@ -15,6 +15,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
+from apps.workers.feedback import (
+    DeadLetter,
+    FeedbackSink,
+    HandleReport,
+    InProcessConsumer,
+    KafkaConsumerLoop,
+)
+from apps.workers.transport import InProcessTransport, KafkaTransport
 from feature_store.online import OnlineFeatures
 from feature_store.store import materialize
 from musicrec.config import Settings
@@ -24,15 +32,7 @@ from musicrec.db.migrate import upgrade
 from musicrec.db.models import DeadEvent, User
 from musicrec.db.models import ListeningEvent as EventRow
 from musicrec.events import EventContext, EventType, ListeningEvent
-from musicrec.feedback import (
-    DeadLetter,
-    FeedbackSink,
-    HandleReport,
-    InProcessConsumer,
-    KafkaConsumerLoop,
-)
 from musicrec.timeutil import as_utc
-from musicrec.transport import InProcessTransport, KafkaTransport
 from tests.conftest import backends
 from tests.feature_store.event_set import T0, T1, T2, T3, batch
 from tests.musicrec.conftest import MOCK_API_VERSION
@@ -229,16 +229,16 @@ def test_an_unavailable_database_is_retried_not_dead_lettered(engine: Engine) ->
 def test_dead_letters_roll_back_with_a_failed_batch(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import musicrec.feedback
+    import apps.workers.feedback
 
     write_batch(engine, batch())
-    store_dead = musicrec.feedback._store_dead
+    store_dead = apps.workers.feedback._store_dead
 
     def store_then_fail(*args: Any) -> None:
         store_dead(*args)
         raise RuntimeError("database gone")
 
-    monkeypatch.setattr(musicrec.feedback, "_store_dead", store_then_fail)
+    monkeypatch.setattr(apps.workers.feedback, "_store_dead", store_then_fail)
     sink = FeedbackSink(engine, None)
     poison = DeadLetter("kafka:t/0/1", "{", "not a valid event")
     with pytest.raises(RuntimeError):

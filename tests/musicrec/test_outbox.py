@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
+from apps.workers.outbox import OUTBOX, OutboxRelay, OutboxTransport, write_outbox
+from apps.workers.transport import KafkaTransport, TransportError, decode
 from musicrec.db.engine import make_engine
 from musicrec.events import ListeningEvent
-from musicrec.outbox import OUTBOX, OutboxRelay, OutboxTransport, write_outbox
-from musicrec.transport import KafkaTransport, TransportError, decode
 from tests.conftest import backends
 from tests.musicrec.conftest import MOCK_API_VERSION, play_events
 

@@ -13,21 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from musicrec.config import REPO_ROOT, Settings
-from musicrec.events import ListeningEvent
-from musicrec.outbox import OutboxTransport
-from musicrec.transport import (
+from apps.workers.outbox import OutboxTransport
+from apps.workers.transport import (
     InProcessTransport,
     KafkaTransport,
     TransportError,
     transport_for,
 )
+from musicrec.config import REPO_ROOT, Settings
+from musicrec.events import ListeningEvent
 from tests.musicrec.conftest import MOCK_API_VERSION, play_events
 
 CRASHING_PUBLISHER = """
 import os, sys
 from musicrec.events import ListeningEvent
-from musicrec.transport import InProcessTransport
+from apps.workers.transport import InProcessTransport
 
 events = [ListeningEvent.model_validate_json(line) for line in sys.stdin]
 InProcessTransport(sys.argv[1]).publish(events)

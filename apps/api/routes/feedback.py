@@ -11,8 +11,8 @@ from apps.api.errors import DependencyUnavailable, call_blocking
 from apps.api.schemas import FeedbackAccepted, FeedbackBatch, FeedbackEvent, Problem, now
 from apps.api.state import ApiState
 from apps.api.tenancy import stored_user_id
+from apps.workers.transport import TransportError
 from musicrec.db.models import Track
-from musicrec.transport import TransportError
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["feedback"], responses=CLIENT_ERRORS)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from apps.api.security import ApiKeys
-from musicrec.cli import app
+from apps.cli import app
 from musicrec.db.engine import make_engine
 
 runner = CliRunner()

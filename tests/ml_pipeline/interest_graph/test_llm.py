@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from ml_pipeline.generate_interest_graph import generate_interest_graphs, make_provider
+from ml_pipeline.interest_graph.generate import generate_interest_graphs, make_provider
 from ml_pipeline.interest_graph.llm import AnthropicProvider, LanguageModelProvider, OpenAIProvider
 from ml_pipeline.interest_graph.providers import (
     GraphRequest,

@@ -1,6 +1,6 @@
 """LightGCN (He et al., SIGIR 2020): collaborative item embeddings from the user–item graph,
 trained with BPR. A baseline in the evaluation harness, and the collaborative signal the text
-projector of the hybrid model is aligned to (`ml_pipeline.hybrid`).
+projector of the hybrid model is aligned to (`ml_pipeline.models.hybrid`).
 
 The graph is the bipartite user–item graph of the training sequences (a user counts an item
 once), normalized as D^-1/2 A D^-1/2. Layer-0 embeddings are the only parameters; an item's
@@ -19,8 +19,8 @@ import scipy.sparse as sp
 import torch
 from numpy.typing import NDArray
 
-from ml_pipeline.baselines import Baseline, Histories
-from ml_pipeline.evaluation import ragged_to_coo
+from ml_pipeline.evaluation.metrics import ragged_to_coo
+from ml_pipeline.models.baselines import Baseline, Histories
 
 
 def normalized_adjacency(

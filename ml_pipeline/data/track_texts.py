@@ -10,8 +10,8 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Engine, select
 
-from ml_pipeline.sequences import SequenceData, is_mpd_source
-from ml_pipeline.text_encoder import TextEncoder, embed_texts
+from ml_pipeline.data.sequences import SequenceData, is_mpd_source
+from ml_pipeline.models.text_encoder import TextEncoder, embed_texts
 from musicrec.config import Settings, get_settings
 from musicrec.db.models import Artist, Track
 from musicrec.errors import UserError

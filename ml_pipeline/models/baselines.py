@@ -1,5 +1,5 @@
 """Non-sequential baselines with the same interface as the SASRec model, for the evaluators in
-`ml_pipeline.evaluation`: `fit(sequences, n_items)`, `full_sort_predict(histories)` -> [B,
+`ml_pipeline.evaluation.metrics`: `fit(sequences, n_items)`, `full_sort_predict(histories)` -> [B,
 n_items + 1] (column 0, padding, is -inf) and `predict(histories, candidates [B, C])` -> [B, C].
 
 - `MostPopular`: every user gets the items' play counts in the training sequences.
@@ -21,7 +21,7 @@ import scipy.sparse as sp
 import torch
 from numpy.typing import NDArray
 
-from ml_pipeline.evaluation import Ints, ragged_to_coo
+from ml_pipeline.evaluation.metrics import Ints, ragged_to_coo
 
 Histories = Sequence[Collection[int]]
 

@@ -17,10 +17,7 @@ from sqlalchemy import Engine, Table, delete, false, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from musicrec.db.models import EventOutbox
-from musicrec.events import ListeningEvent
-from musicrec.retry import Retrying
-from musicrec.transport import (
+from apps.workers.transport import (
     EventTransport,
     KafkaTransport,
     TransportError,
@@ -28,6 +25,9 @@ from musicrec.transport import (
     encode,
     one_line,
 )
+from musicrec.db.models import EventOutbox
+from musicrec.events import ListeningEvent
+from musicrec.retry import Retrying
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 provider, and the validated graph is upserted into user_interest_graph (and the listener's
 profile pushed to the online store, where ranking reads it).
 
-    python -m ml_pipeline.generate_interest_graph --all-users --provider local
-    python -m ml_pipeline.generate_interest_graph --user-id 42 --provider anthropic
+    python -m ml_pipeline.interest_graph.generate --all-users --provider local
+    python -m ml_pipeline.interest_graph.generate --user-id 42 --provider anthropic
 
 A run over all listeners is resumable: listeners with a valid graph from the same provider
 since the month began are skipped (--force regenerates them), and results are stored batch by

@@ -9,8 +9,9 @@ import typer
 
 from apps.api.keys_cli import app as api_keys_app
 from feature_store.cli import app as features_app
-from ml_pipeline import embed_new_tracks, generate_interest_graph
 from ml_pipeline.ingest.cli import app as ingest_app
+from ml_pipeline.interest_graph import generate as interest_graph
+from ml_pipeline.jobs import embed_new_tracks
 from musicrec.console import cli_errors, console, counts_table
 from musicrec.db import migrate
 from musicrec.db.engine import make_engine
@@ -44,7 +45,7 @@ def db_downgrade(revision: Annotated[str, typer.Argument()] = "base") -> None:
 
 
 app.command("embed-new-tracks")(embed_new_tracks.command)
-app.command("interest-graph")(generate_interest_graph.command)
+app.command("interest-graph")(interest_graph.command)
 
 
 @app.command()
@@ -66,7 +67,7 @@ def demo(
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs of the model.")] = 10,
 ) -> None:
     """Run the main job end to end on the embedded default."""
-    from ml_pipeline.pipeline import DemoOptions, run_demo
+    from apps.demo import DemoOptions, run_demo
 
     with cli_errors():
         run_demo(DemoOptions(limit=limit, synthetic=synthetic, epochs=epochs))
@@ -79,8 +80,8 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Processes (services mode only).")] = 1,
 ) -> None:
     """Serve the public API (with the ML service in-process unless ML_SERVICE_URL is set)."""
+    from apps.serving import run_server
     from musicrec.config import get_settings
-    from musicrec.serving import run_server
 
     settings = get_settings()
     host, port = host or settings.api_host, port or settings.api_port
@@ -109,8 +110,8 @@ def serve_ml(
     workers: Annotated[int, typer.Option(min=1, help="Processes.")] = 1,
 ) -> None:
     """Serve the ML service on its own (services mode: point the API's ML_SERVICE_URL here)."""
+    from apps.serving import run_server
     from musicrec.config import get_settings
-    from musicrec.serving import run_server
 
     settings = get_settings()
     with cli_errors():
@@ -132,8 +133,8 @@ def retrain(
 ) -> None:
     """The weekly job: train a candidate, compare it with production on the same holdout,
     register it (staging), and canary it when it wins by the margin."""
-    from ml_pipeline.retrain import metric_row
-    from ml_pipeline.retrain import retrain as run_retrain
+    from ml_pipeline.jobs.retrain import metric_row
+    from ml_pipeline.jobs.retrain import retrain as run_retrain
     from musicrec.config import get_settings
 
     settings = get_settings()
@@ -154,7 +155,7 @@ def promote(
 ) -> None:
     """Promote the canary model to production, or roll it back, by its listeners' skip and
     click rates against the others' since it started."""
-    from ml_pipeline.promote import promote as run_promote
+    from ml_pipeline.jobs.promote import promote as run_promote
     from musicrec.config import get_settings
 
     settings = get_settings()
@@ -175,10 +176,10 @@ def consume_feedback(
 ) -> None:
     """Services mode: consume feedback events from Kafka into the database and the online
     features (run one or more; they share the topic's partitions)."""
+    from apps.workers.feedback import FeedbackSink, KafkaConsumerLoop, stop_on_signals
     from feature_store.online import OnlineFeatures
     from musicrec.config import get_settings
     from musicrec.errors import UserError
-    from musicrec.feedback import FeedbackSink, KafkaConsumerLoop, stop_on_signals
 
     settings = get_settings()
     with cli_errors():
@@ -208,11 +209,11 @@ def relay_outbox(
 ) -> None:
     """Services mode: publish the feedback events Kafka could not take (the event_outbox
     table) to Kafka, oldest first, deleting each once Kafka acknowledged it."""
+    from apps.workers.feedback import stop_on_signals
+    from apps.workers.outbox import OutboxRelay
+    from apps.workers.transport import KafkaTransport
     from musicrec.config import get_settings
     from musicrec.errors import UserError
-    from musicrec.feedback import stop_on_signals
-    from musicrec.outbox import OutboxRelay
-    from musicrec.transport import KafkaTransport
 
     settings = get_settings()
     with cli_errors():

@@ -1,7 +1,7 @@
 """SASRec's full-ranking scorer as an ONNX graph, its int8 (dynamic) quantization, and an
 onnxruntime scorer that stands in for the torch model.
 
-    python -m ml_pipeline.onnx_export var/models/sasrec_games.pt \\
+    python -m ml_pipeline.export.onnx var/models/sasrec_games.pt \\
         --data ../shared/data/sasrec_games/Video.txt
 
 writes sasrec_games.onnx and sasrec_games.int8.onnx next to the checkpoint and, with --data,
@@ -43,9 +43,9 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ml_pipeline.results import RESULTS_DIR
-from ml_pipeline.sasrec import SASRec
-from ml_pipeline.sequences import MinItemCountOption, pad_left
+from ml_pipeline.data.sequences import MinItemCountOption, pad_left
+from ml_pipeline.evaluation.results import RESULTS_DIR
+from ml_pipeline.models.sasrec import SASRec
 from musicrec.config import get_settings
 from musicrec.errors import UserError
 
@@ -330,16 +330,16 @@ def main(
     ] = None,
 ) -> None:
     """Export a SASRec checkpoint to ONNX (fp32 and int8); with --data, check both against torch."""
-    from ml_pipeline.onnx_parity import (
+    from ml_pipeline.data.sequences import load_dataset
+    from ml_pipeline.data.splits import leave_one_out
+    from ml_pipeline.evaluation.results import result_document, write_result
+    from ml_pipeline.export.parity import (
         PARITY_K,
         TARGET_NDCG_LOSS,
         TARGET_OVERLAP,
         parity,
         torch_run,
     )
-    from ml_pipeline.results import result_document, write_result
-    from ml_pipeline.sequences import load_dataset
-    from ml_pipeline.splits import leave_one_out
     from musicrec.console import cli_errors, console
 
     started = time.perf_counter()

@@ -1,7 +1,7 @@
 """Train SASRec and evaluate it on a split's test pairs (full ranking and the paper's
 100-negative protocol).
 
-    python -m ml_pipeline.train_transformer --data ../shared/data/sasrec_games/Video.txt \\
+    python -m ml_pipeline.training.train_transformer --data ../shared/data/sasrec_games/Video.txt \\
         --epochs 200 --max-seq-len 50 --embedding-dim 50 --num-layers 2 --num-heads 1 \\
         --output var/models/sasrec_games.pt
 
@@ -25,19 +25,24 @@ import numpy as np
 import torch
 import typer
 
-from ml_pipeline.evaluation import PROTOCOLS, Protocol, evaluate_cold_listeners, evaluate_split
-from ml_pipeline.hybrid import HybridConfig, HybridSASRec
-from ml_pipeline.results import git_commit, result_document, write_result
-from ml_pipeline.sasrec import SASRec, SASRecConfig
-from ml_pipeline.sequences import (
+from ml_pipeline.data.sequences import (
     DataOption,
     MinItemCountOption,
     SequenceData,
     TrainBatches,
     pad_left,
 )
-from ml_pipeline.splits import SPLITS, Split, leave_one_out, make_split
-from ml_pipeline.tracking import TrainingRun
+from ml_pipeline.data.splits import SPLITS, Split, leave_one_out, make_split
+from ml_pipeline.evaluation.metrics import (
+    PROTOCOLS,
+    Protocol,
+    evaluate_cold_listeners,
+    evaluate_split,
+)
+from ml_pipeline.evaluation.results import git_commit, result_document, write_result
+from ml_pipeline.models.hybrid import HybridConfig, HybridSASRec
+from ml_pipeline.models.sasrec import SASRec, SASRecConfig
+from ml_pipeline.training.tracking import TrainingRun
 from musicrec.config import Settings, get_settings
 
 
@@ -158,7 +163,7 @@ def test_metrics(result: TrainResult, seed: int = 42) -> dict[str, dict[str, flo
 def export_both(model: SASRec, checkpoint: Path, top_k: int = 200) -> list[Path]:
     """model.onnx and model.int8.onnx beside the checkpoint; the graph also returns the best
     `top_k` items, enough to drop heard tracks and re-rank for diversity when serving."""
-    from ml_pipeline.onnx_export import export_onnx, quantize_int8
+    from ml_pipeline.export.onnx import export_onnx, quantize_int8
 
     fp32 = export_onnx(model, checkpoint.with_suffix(".onnx"), min(top_k, model.config.n_items))
     return [fp32, quantize_int8(fp32, checkpoint.with_suffix(".int8.onnx"))]
@@ -178,7 +183,7 @@ def build_model(
     `source`, or the database of the settings)."""
     if not isinstance(config, HybridConfig):
         return SASRec(config)
-    from ml_pipeline.track_texts import item_text_matrix
+    from ml_pipeline.data.track_texts import item_text_matrix
 
     text = item_text_matrix(data, source, settings)
     trained = np.zeros(data.n_items + 1, dtype=bool)
@@ -259,7 +264,7 @@ def main(
     ] = True,
 ) -> None:
     """Train SASRec (the paper's defaults) or the hybrid, evaluate on the held-out test items."""
-    from ml_pipeline.sequences import load_dataset
+    from ml_pipeline.data.sequences import load_dataset
     from musicrec.console import cli_errors, console
     from musicrec.errors import UserError
 

@@ -68,7 +68,7 @@ def _ingest(ctx: PipelineContext) -> None:
 
 
 def _ingest_synthetic(ctx: PipelineContext) -> None:
-    from ml_pipeline.synthetic import SyntheticConfig, generate
+    from ml_pipeline.data.synthetic import SyntheticConfig, generate
     from musicrec.db.bulk import write_batch
 
     console.print("no real data found (set MPD_PATH): generating the synthetic demo dataset")
@@ -118,11 +118,11 @@ def _features(ctx: PipelineContext) -> None:
 
 
 def _train(ctx: PipelineContext) -> None:
-    from ml_pipeline.baselines import MostPopular
-    from ml_pipeline.evaluation import evaluate_split
-    from ml_pipeline.retrain import train_candidate
-    from ml_pipeline.train_transformer import evaluate, export_serving
-    from ml_pipeline.training_record import write_training_record
+    from ml_pipeline.evaluation.metrics import evaluate_split
+    from ml_pipeline.jobs.retrain import train_candidate
+    from ml_pipeline.models.baselines import MostPopular
+    from ml_pipeline.training.train_transformer import evaluate, export_serving
+    from ml_pipeline.training.training_record import write_training_record
 
     epochs = ctx.options.epochs
     model, data, split, curve = train_candidate(ctx.engine, ctx.settings, epochs)
@@ -149,9 +149,9 @@ def _train(ctx: PipelineContext) -> None:
 
 
 def _recommend(ctx: PipelineContext) -> None:
-    from ml_pipeline.cold_start import ColdStartRecommender, SeedTrack
-    from ml_pipeline.recommend import SequentialRecommender
-    from ml_pipeline.track_texts import track_names
+    from ml_pipeline.data.track_texts import track_names
+    from ml_pipeline.jobs.recommend import SequentialRecommender
+    from ml_pipeline.models.cold_start import ColdStartRecommender, SeedTrack
 
     def show(title: str, uris: list[str]) -> None:
         known = track_names(ctx.engine, uris)
@@ -191,8 +191,8 @@ def _serve(ctx: PipelineContext) -> None:
     import httpx
 
     from apps.api.main import create_app
-    from ml_pipeline.track_texts import track_names
-    from musicrec.serving import serve_in_background
+    from apps.serving import serve_in_background
+    from ml_pipeline.data.track_texts import track_names
 
     data = ctx.results["listening"]
     user = ctx.results["user_features"]["user_id"]

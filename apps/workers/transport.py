@@ -3,14 +3,14 @@
 `publish` returns only once every event is durably stored by the transport, so the API can
 answer 202 and a crash afterwards loses nothing; it raises TransportError when that does not
 happen within the timeout (the API answers 503). Delivery is at least once: consumers may see an
-event twice, and the sink (musicrec.feedback) stores and counts it once by its event_id.
+event twice, and the sink (apps.workers.feedback) stores and counts it once by its event_id.
 
 - KafkaTransport (services mode): the topic settings.kafka_feedback_topic, keyed by user_id so
   one listener's events stay in order on one partition. Behind the API it is wrapped in an
-  OutboxTransport (musicrec.outbox): events Kafka does not take go to the event_outbox table,
+  OutboxTransport (apps.workers.outbox): events Kafka does not take go to the event_outbox table,
   and OutboxRelay (`musicrec relay-outbox`) publishes them later.
 - InProcessTransport (embedded default): a queue in a SQLite file that a consumer thread in the
-  same process drains (musicrec.feedback.InProcessConsumer).
+  same process drains (apps.workers.feedback.InProcessConsumer).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def transport_for(settings: Settings, engine: Engine | None = None) -> EventTran
             settings.kafka_feedback_topic,
             timeout_seconds=settings.kafka_publish_timeout_seconds,
         )
-        from musicrec.outbox import OutboxTransport
+        from apps.workers.outbox import OutboxTransport
 
         options: dict[str, Any] = {
             "breaker_seconds": settings.kafka_breaker_seconds,

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 import torch
 from sqlalchemy import Engine
 
-from ml_pipeline.evaluation import evaluate_full_ranking
-from ml_pipeline.hybrid import HybridConfig, HybridSASRec
-from ml_pipeline.sequences import SequenceData, pad_left
-from ml_pipeline.splits import Split
-from ml_pipeline.training_record import write_training_record
+from ml_pipeline.data.sequences import SequenceData, pad_left
+from ml_pipeline.data.splits import Split
+from ml_pipeline.evaluation.metrics import evaluate_full_ranking
+from ml_pipeline.models.hybrid import HybridConfig, HybridSASRec
+from ml_pipeline.training.training_record import write_training_record
 from musicrec.config import Settings
 
 if TYPE_CHECKING:
@@ -43,9 +43,9 @@ def train_candidate(
     """The hybrid model of the demo's configuration, trained on the database's history (all but
     each listener's last two tracks), with its untrained tracks lent IDs; and its training
     curve for the training record: each epoch's loss, validated every tenth of the run."""
-    from ml_pipeline.sequences import load_from_database
-    from ml_pipeline.splits import leave_one_out
-    from ml_pipeline.train_transformer import build_model, train_sasrec
+    from ml_pipeline.data.sequences import load_from_database
+    from ml_pipeline.data.splits import leave_one_out
+    from ml_pipeline.training.train_transformer import build_model, train_sasrec
 
     data = load_from_database(engine)
     split = leave_one_out(data.sequences)
@@ -72,7 +72,7 @@ def evaluate_checkpoint(checkpoint: Path, data: SequenceData, split: Split) -> d
     """A served model's test metrics in `data`'s item space: its vocabulary is mapped by URI
     (history tracks it does not know are left out; targets it does not know are misses)."""
     from apps.ml.model import serving_files
-    from ml_pipeline.onnx_export import load_checkpoint
+    from ml_pipeline.export.onnx import load_checkpoint
 
     model, vocabulary, _ = load_checkpoint(serving_files(checkpoint)[0])
     model.eval()
@@ -121,8 +121,8 @@ def decide(
 def retrain(engine: Engine, settings: Settings, epochs: int, margin: float) -> Decision:
     from mlflow import MlflowClient
 
-    from ml_pipeline.tracking import TrainingRun
-    from ml_pipeline.train_transformer import evaluate, export_serving
+    from ml_pipeline.training.tracking import TrainingRun
+    from ml_pipeline.training.train_transformer import evaluate, export_serving
 
     model, data, split, curve = train_candidate(engine, settings, epochs)
     candidate = evaluate(model, data, split, "test", "full_ranking")

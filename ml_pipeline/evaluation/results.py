@@ -1,5 +1,6 @@
 """Evaluation results as data: every evaluation command writes one JSON document per (model,
-dataset, split) under results/, and docs/results.md is generated from them (ml_pipeline.report).
+dataset, split) under results/, and docs/results.md is generated from them
+(ml_pipeline.evaluation.report).
 """
 
 from __future__ import annotations

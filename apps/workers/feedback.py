@@ -1,5 +1,5 @@
 """The feedback sink: applies listening events to the database and the online feature store, and
-the consumers that feed it from a transport (musicrec.transport).
+the consumers that feed it from a transport (apps.workers.transport).
 
 Delivery is at least once, so the sink is idempotent by event_id: a redelivered event is
 counted as a duplicate and changes nothing, in the database or in the online counters (only
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import Connection, Engine, Table, insert, select
 from sqlalchemy.exc import DBAPIError, StatementError
 
+from apps.workers.transport import InProcessTransport, decode, one_line
 from musicrec.config import Settings
 from musicrec.db.bulk import BatchWriter
 from musicrec.db.models import DeadEvent, Track
@@ -35,7 +36,6 @@ from musicrec.db.models import ListeningEvent as EventRow
 from musicrec.events import ListeningEvent, escape_unstorable
 from musicrec.records import CatalogBatch, EventRecord
 from musicrec.retry import Retrying
-from musicrec.transport import InProcessTransport, decode, one_line
 
 if TYPE_CHECKING:
     from kafka import KafkaConsumer

@@ -13,7 +13,7 @@ alone), for the whole graph and for its artist nodes and its genre/mood/era node
 graphs come from the offline `local` provider (the language-model providers need a network).
 
     VAR_DIR=var/mpd musicrec ingest mpd ../shared/data/mpd_reduced   # + ingest audio-features
-    VAR_DIR=var/mpd python -m ml_pipeline.evaluate_interest_graph --epochs 40
+    VAR_DIR=var/mpd python -m ml_pipeline.evaluation.evaluate_interest_graph --epochs 40
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 import typer
 from sqlalchemy import Engine, select
 
-from ml_pipeline.evaluation import hit_rate_at_k, ndcg_at_k, recall_at_k
+from ml_pipeline.evaluation.metrics import hit_rate_at_k, ndcg_at_k, recall_at_k
 from ml_pipeline.interest_graph.affinity import InterestProfile, rerank_scores
 from ml_pipeline.interest_graph.facets import Facets
 from ml_pipeline.interest_graph.local import build_graph
@@ -102,10 +102,10 @@ class Case:
 def evaluate(engine: Engine, *, epochs: int, min_item_count: int, seed: int) -> dict[str, Any]:
     import torch
 
-    from ml_pipeline.sasrec import SASRec, SASRecConfig
-    from ml_pipeline.sequences import SequenceData, pad_left
-    from ml_pipeline.splits import Split
-    from ml_pipeline.train_transformer import train_sasrec
+    from ml_pipeline.data.sequences import SequenceData, pad_left
+    from ml_pipeline.data.splits import Split
+    from ml_pipeline.models.sasrec import SASRec, SASRecConfig
+    from ml_pipeline.training.train_transformer import train_sasrec
 
     started = time.perf_counter()
     playlists = load_playlists(engine)

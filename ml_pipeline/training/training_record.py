@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ml_pipeline.results import write_result
+from ml_pipeline.evaluation.results import write_result
 
 log = logging.getLogger(__name__)
 

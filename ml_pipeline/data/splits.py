@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from ml_pipeline.sequences import SequenceData
+from ml_pipeline.data.sequences import SequenceData
 
 
 @dataclass

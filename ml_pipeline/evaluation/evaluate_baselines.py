@@ -2,7 +2,7 @@
 model (results/<model>_<dataset>.json). Each baseline's settings are tuned on the validation
 pairs (full-ranking NDCG@10) over a small grid, then the best is measured once on the test pairs.
 
-    python -m ml_pipeline.evaluate_baselines --data ../shared/data/mpd_reduced
+    python -m ml_pipeline.evaluation.evaluate_baselines --data ../shared/data/mpd_reduced
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from typing import Annotated, Any
 
 import typer
 
-from ml_pipeline.baselines import ALS, Baseline, ItemKNN, MostPopular, TextKNN
-from ml_pipeline.evaluation import PROTOCOLS, evaluate_cold_listeners, evaluate_split
-from ml_pipeline.matrix_factorization import LightGCN, TextAlignedLightGCN
-from ml_pipeline.results import git_commit, result_document, write_result
-from ml_pipeline.sequences import DataOption, MinItemCountOption, SequenceData, is_mpd_source
-from ml_pipeline.splits import SPLITS, Split, make_split
-from ml_pipeline.track_texts import item_text_matrix
+from ml_pipeline.data.sequences import DataOption, MinItemCountOption, SequenceData, is_mpd_source
+from ml_pipeline.data.splits import SPLITS, Split, make_split
+from ml_pipeline.data.track_texts import item_text_matrix
+from ml_pipeline.evaluation.metrics import PROTOCOLS, evaluate_cold_listeners, evaluate_split
+from ml_pipeline.evaluation.results import git_commit, result_document, write_result
+from ml_pipeline.models.baselines import ALS, Baseline, ItemKNN, MostPopular, TextKNN
+from ml_pipeline.models.matrix_factorization import LightGCN, TextAlignedLightGCN
 
 # name -> (constructor, grid of settings). Small on purpose: a baseline tuned as carefully as
 # the model it is compared with, not a search that overfits the validation users.
@@ -94,7 +94,7 @@ def main(
     seed: int = 42,
 ) -> None:
     """Tune each baseline on validation, evaluate it on test and write its results file."""
-    from ml_pipeline.sequences import load_dataset
+    from ml_pipeline.data.sequences import load_dataset
     from musicrec.console import cli_errors, console
     from musicrec.errors import UserError
 

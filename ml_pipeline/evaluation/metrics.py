@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from ml_pipeline.sequences import SequenceData
-from ml_pipeline.splits import Split
+from ml_pipeline.data.sequences import SequenceData
+from ml_pipeline.data.splits import Split
 
 Ints: TypeAlias = NDArray[np.int64]
 Scores: TypeAlias = torch.Tensor | NDArray[np.floating]

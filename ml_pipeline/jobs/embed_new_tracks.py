@@ -14,8 +14,8 @@ from typing import Annotated
 import typer
 from sqlalchemy import Engine
 
-from ml_pipeline.text_encoder import TextEncoder, embed_texts
-from ml_pipeline.track_texts import texts_from_database
+from ml_pipeline.data.track_texts import texts_from_database
+from ml_pipeline.models.text_encoder import TextEncoder, embed_texts
 from musicrec.config import Settings
 from musicrec.errors import UserError
 
@@ -33,8 +33,8 @@ def embed_new_tracks(
 ) -> EmbedReport:
     """Add every catalog track the model does not know; rewrite the checkpoint (atomically)
     and the serving model beside it."""
-    from ml_pipeline.hybrid import HybridSASRec  # torch: imported when the command runs
-    from ml_pipeline.train_transformer import export_serving
+    from ml_pipeline.models.hybrid import HybridSASRec  # torch: imported when the command runs
+    from ml_pipeline.training.train_transformer import export_serving
 
     if not checkpoint.is_file():
         raise UserError(f"{checkpoint}: no such checkpoint")

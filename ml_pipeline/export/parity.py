@@ -1,6 +1,6 @@
 """How far an exported ONNX graph is from the torch model it came from, on real users: the
 share of torch's top 10 it keeps and the NDCG@10 it gives up (targets: overlap >= 0.9, loss
-<= 1 %). Used by `python -m ml_pipeline.onnx_export --data` and the inference benchmark."""
+<= 1 %). Used by `python -m ml_pipeline.export.onnx --data` and the inference benchmark."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ml_pipeline.evaluation import evaluate_full_ranking
-from ml_pipeline.onnx_export import OnnxScorer, top_items
-from ml_pipeline.sasrec import SASRec
+from ml_pipeline.evaluation.metrics import evaluate_full_ranking
+from ml_pipeline.export.onnx import OnnxScorer, top_items
+from ml_pipeline.models.sasrec import SASRec
 
 PARITY_K = 10
 TARGET_OVERLAP, TARGET_NDCG_LOSS = 0.9, 0.01
@@ -59,7 +59,7 @@ def torch_run(
     model: SASRec, histories: Sequence[Sequence[int]], targets: Sequence[int], n_items: int
 ) -> RankingRun:
     """The reference: the torch model's own ranking (eval mode)."""
-    from ml_pipeline.train_transformer import scorers
+    from ml_pipeline.training.train_transformer import scorers
 
     model.eval()
     return ranking_run(scorers(model)[0], histories, targets, n_items)

@@ -2,7 +2,7 @@
 holds the weights, the config and the item vocabulary; the int8 ONNX graph beside it (written
 by training) scores when present, else the torch model does.
 
-    python -m ml_pipeline.recommend var/models/sasrec.pt spotify:track:... spotify:track:... -k 10
+    python -m ml_pipeline.jobs.recommend var/models/sasrec.pt spotify:track:... -k 10
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import typer
 
-from ml_pipeline.onnx_export import OnnxScorer, load_checkpoint, top_items
-from ml_pipeline.sequences import pad_left
+from ml_pipeline.data.sequences import pad_left
+from ml_pipeline.export.onnx import OnnxScorer, load_checkpoint, top_items
 from musicrec.errors import UserError
 
 Backend = Literal["auto", "onnx", "torch"]

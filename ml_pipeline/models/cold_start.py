@@ -14,9 +14,9 @@ import torch
 import typer
 from sqlalchemy import Engine, select
 
-from ml_pipeline.hybrid import HybridSASRec
-from ml_pipeline.onnx_export import top_items
-from ml_pipeline.text_encoder import TextEncoder
+from ml_pipeline.export.onnx import top_items
+from ml_pipeline.models.hybrid import HybridSASRec
+from ml_pipeline.models.text_encoder import TextEncoder
 from musicrec.db.models import Track
 from musicrec.errors import UserError
 from musicrec.text import track_key, track_text
@@ -129,7 +129,7 @@ def main(
 ) -> None:
     """Recommend for a new listener from seed tracks named by title and artist: one
     `uri<TAB>score<TAB>title — artist` line each; on stderr, the seeds read from text alone."""
-    from ml_pipeline.track_texts import track_names
+    from ml_pipeline.data.track_texts import track_names
     from musicrec.console import cli_errors, err_console
     from musicrec.db.engine import make_engine
 

@@ -24,7 +24,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
-from ml_pipeline.sasrec import SASRec, SASRecConfig
+from ml_pipeline.models.sasrec import SASRec, SASRecConfig
 
 
 @dataclass(frozen=True)

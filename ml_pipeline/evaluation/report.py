@@ -1,7 +1,7 @@
 """Tables in docs/results.md generated from the evaluation JSON files under results/, so that no
 number there is typed by hand.
 
-    python -m ml_pipeline.report          # rewrites the generated blocks of docs/results.md
+    python -m ml_pipeline.evaluation.report    # rewrites the generated blocks of docs/results.md
 
 A generated block sits between `<!-- generated:NAME -->` and `<!-- end:NAME -->`; the text
 around it is left alone.

@@ -1,0 +1,1 @@
+"""Export for serving: the int8 ONNX scoring graph and its parity with the torch model."""

@@ -1,0 +1,3 @@
+"""Scheduled and one-off jobs: weekly retraining, promotion (staging, canary, production),
+embedding new tracks, recommending from a checkpoint.
+"""

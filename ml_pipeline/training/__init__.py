@@ -1,0 +1,3 @@
+"""Training: the transformer trainer, experiment tracking (TensorBoard, MLflow), the training
+record.
+"""
