@@ -25,11 +25,12 @@ ENV PATH=/opt/venv/bin:$PATH
 # changes do not download it again.
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
-# Only what the package and the migrations need (pyproject's package find: musicrec, ml_pipeline,
-# apps, feature_store; alembic.ini finds db/migrations next to itself; README is the readme).
+# Only what the package and the migrations need (pyproject's package find: musicrec,
+# feature_store, inference, ml_pipeline, apps; alembic.ini finds db/migrations next to itself; README is the readme).
 WORKDIR /app
 COPY pyproject.toml README.md alembic.ini ./
 COPY musicrec/ musicrec/
+COPY inference/ inference/
 COPY ml_pipeline/ ml_pipeline/
 COPY apps/ apps/
 COPY feature_store/ feature_store/
