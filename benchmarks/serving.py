@@ -106,7 +106,7 @@ SERVING_CODE = ("apps", "musicrec", "feature_store", "ml_pipeline/export/onnx.py
 STAGES = {
     ("feature_store/online.py", "user_features"): "feature_read_user",
     ("feature_store/online.py", "user_track_features"): "feature_read_candidates",
-    ("apps/ml/model.py", "candidates"): "model_onnx_top200",
+    ("inference/model.py", "candidates"): "model_onnx_top200",
     ("apps/ml/catalog.py", "match"): "seed_matching",
     ("apps/ml/service.py", "_ranked"): "rerank_and_build_response",
 }

@@ -10,8 +10,8 @@ import logging
 import threading
 from typing import Any, Literal
 
-from apps.ml.model import ServingModel, registry_exists
 from apps.ml.schemas import ModelCard, ModelsReport
+from inference.model import ServingModel, registry_exists
 from ml_pipeline.training.training_record import read_training_record
 from musicrec.config import Settings
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from apps.ml import metrics
 from apps.ml.catalog import Catalog
-from apps.ml.diversity import measure, mmr
 from apps.ml.schemas import Recommendations, RecommendedTrack, Source
+from inference.diversity import measure, mmr
 
 POPULAR_CANDIDATES = 200
 

@@ -24,8 +24,6 @@ from sqlalchemy import Engine, text
 
 from apps.ml import metrics
 from apps.ml.catalog import Catalog
-from apps.ml.diversity import mmr
-from apps.ml.model import ModelSource, ServingModel, in_canary, locate_canary, locate_model
 from apps.ml.responses import popular, response, track
 from apps.ml.schemas import (
     ModelsReport,
@@ -35,8 +33,10 @@ from apps.ml.schemas import (
     UserQuery,
 )
 from feature_store.online import OnlineFeatures, recent_tracks
-from ml_pipeline.interest_graph.affinity import InterestProfile, rerank_scores
-from ml_pipeline.interest_graph.facets import Facets
+from inference.diversity import mmr
+from inference.interest_graph.affinity import InterestProfile, rerank_scores
+from inference.interest_graph.facets import Facets
+from inference.model import ModelSource, ServingModel, in_canary, locate_canary, locate_model
 from ml_pipeline.interest_graph.storage import load_facets
 from musicrec.config import Settings
 from musicrec.errors import UserError

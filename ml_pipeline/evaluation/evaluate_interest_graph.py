@@ -31,9 +31,9 @@ import numpy as np
 import typer
 from sqlalchemy import Engine, select
 
+from inference.interest_graph.affinity import InterestProfile, rerank_scores
+from inference.interest_graph.facets import Facets
 from ml_pipeline.evaluation.metrics import hit_rate_at_k, ndcg_at_k, recall_at_k
-from ml_pipeline.interest_graph.affinity import InterestProfile, rerank_scores
-from ml_pipeline.interest_graph.facets import Facets
 from ml_pipeline.interest_graph.local import build_graph
 from ml_pipeline.interest_graph.storage import facet_rows
 from ml_pipeline.interest_graph.summary import AUDIO_STATS, Listen, summarize

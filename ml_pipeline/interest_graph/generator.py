@@ -7,9 +7,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from inference.interest_graph.schema import InterestGraph, InvalidGraph, parse_graph
 from ml_pipeline.interest_graph.prompt import first_request, retry_request
 from ml_pipeline.interest_graph.providers import GraphProvider, ProviderError, Usage
-from ml_pipeline.interest_graph.schema import InterestGraph, InvalidGraph, parse_graph
 from ml_pipeline.interest_graph.summary import ListeningSummary
 
 log = logging.getLogger(__name__)

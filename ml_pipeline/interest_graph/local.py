@@ -6,8 +6,8 @@ large (`co_listened`)."""
 
 from __future__ import annotations
 
+from inference.interest_graph.schema import NODE_KINDS, Edge, InterestGraph, Node
 from ml_pipeline.interest_graph.providers import Completion, GraphRequest, Usage
-from ml_pipeline.interest_graph.schema import NODE_KINDS, Edge, InterestGraph, Node
 from ml_pipeline.interest_graph.summary import ListeningSummary, Weighted
 from musicrec.text import match_key
 

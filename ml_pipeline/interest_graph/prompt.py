@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
+from inference.interest_graph.schema import MAX_EDGES, MAX_NODES, InterestGraph
 from ml_pipeline.interest_graph.providers import GraphRequest, Message
-from ml_pipeline.interest_graph.schema import MAX_EDGES, MAX_NODES, InterestGraph
 from ml_pipeline.interest_graph.summary import ListeningSummary
 
 SYSTEM = (

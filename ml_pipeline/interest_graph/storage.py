@@ -13,9 +13,9 @@ from typing import Any, cast
 from sqlalchemy import Engine, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ml_pipeline.interest_graph.affinity import InterestProfile
-from ml_pipeline.interest_graph.facets import Facets
-from ml_pipeline.interest_graph.schema import GRAPH_VERSION, InterestGraph
+from inference.interest_graph.affinity import InterestProfile
+from inference.interest_graph.facets import Facets
+from inference.interest_graph.schema import GRAPH_VERSION, InterestGraph
 from ml_pipeline.interest_graph.summary import AUDIO_STATS, Listen
 from musicrec.db.models import (
     FEAT_USER_INTEREST_GRAPH,

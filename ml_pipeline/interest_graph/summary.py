@@ -12,8 +12,8 @@ from datetime import datetime
 import numpy as np
 from pydantic import BaseModel
 
-from ml_pipeline.interest_graph.facets import Facets
-from ml_pipeline.interest_graph.schema import NODE_KINDS, NodeKind
+from inference.interest_graph.facets import Facets
+from inference.interest_graph.schema import NODE_KINDS, NodeKind
 from musicrec.events import EventType
 from musicrec.text import match_key
 

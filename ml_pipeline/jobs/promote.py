@@ -1,4 +1,4 @@
-"""The promotion job: a canary model serves a stable share of listeners (apps/ml/model.py
+"""The promotion job: a canary model serves a stable share of listeners (inference/model.py
 `in_canary`); once both groups have sent enough feedback since the canary started, compare their
 skip rate and click rate and either promote the canary to `production` or roll it back. Every
 decision is logged with its numbers (a tag of the model version, and the command's output).
@@ -21,7 +21,7 @@ from typing import Literal
 
 from sqlalchemy import Engine, func, select
 
-from apps.ml.model import in_canary
+from inference.model import in_canary
 from musicrec.config import Settings
 from musicrec.db.models import ListeningEvent, User
 from musicrec.events import EventType

@@ -30,7 +30,7 @@ from ml_pipeline.training.training_record import write_training_record
 from musicrec.config import Settings
 
 if TYPE_CHECKING:
-    from apps.ml.model import ModelSource
+    from inference.model import ModelSource
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def train_candidate(
 def evaluate_checkpoint(checkpoint: Path, data: SequenceData, split: Split) -> dict[str, float]:
     """A served model's test metrics in `data`'s item space: its vocabulary is mapped by URI
     (history tracks it does not know are left out; targets it does not know are misses)."""
-    from apps.ml.model import serving_files
+    from inference.model import serving_files
     from ml_pipeline.export.onnx import load_checkpoint
 
     model, vocabulary, _ = load_checkpoint(serving_files(checkpoint)[0])
@@ -169,7 +169,7 @@ def retrain(engine: Engine, settings: Settings, epochs: int, margin: float) -> D
 
 def _production_source(settings: Settings) -> ModelSource | None:
     """The model production serves now (None when there is none)."""
-    from apps.ml.model import locate_model
+    from inference.model import locate_model
 
     try:
         return locate_model(settings)

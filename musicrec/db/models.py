@@ -351,7 +351,7 @@ FEAT_USER_RECENT_TRACKS = _feature_table(
     Column("n_tracks", Integer, nullable=False),
 )
 
-# The listener's interest graph as ranking reads it (ml_pipeline.interest_graph.affinity): JSON
+# The listener's interest graph as ranking reads it (inference.interest_graph.affinity): JSON
 # of artist and label weights, written (and pushed online) by the monthly interest-graph job.
 FEAT_USER_INTEREST_GRAPH = _feature_table(
     "feat_user_interest_graph",

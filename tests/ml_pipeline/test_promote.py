@@ -13,10 +13,10 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from sqlalchemy import Engine
 
-from apps.ml.model import in_canary
 from apps.ml.schemas import UserQuery
 from apps.ml.service import MLService
 from feature_store.store import materialize
+from inference.model import in_canary
 from ml_pipeline.jobs.promote import GroupStats, judge, promote
 from ml_pipeline.jobs.retrain import retrain
 from musicrec.config import Settings

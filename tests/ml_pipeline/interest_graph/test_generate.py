@@ -11,10 +11,10 @@ from sqlalchemy import Engine, func, select, update
 from typer.testing import CliRunner
 
 from apps.cli import app
+from inference.interest_graph.schema import GRAPH_VERSION, InterestGraph
 from ml_pipeline.interest_graph.generate import ProviderNotReady, generate_interest_graphs
 from ml_pipeline.interest_graph.local import LocalProvider
 from ml_pipeline.interest_graph.providers import ProviderError, ProviderUnavailable, Usage
-from ml_pipeline.interest_graph.schema import GRAPH_VERSION, InterestGraph
 from musicrec.config import Settings
 from musicrec.db.models import FEAT_USER_INTEREST_GRAPH, User, UserInterestGraph
 from tests.conftest import backends

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from ml_pipeline.interest_graph.affinity import InterestProfile, rerank_scores
-from ml_pipeline.interest_graph.facets import Facets, name_labels
+from inference.interest_graph.affinity import InterestProfile, rerank_scores
+from inference.interest_graph.facets import Facets, name_labels
+from inference.interest_graph.schema import InterestGraph, InvalidGraph, parse_graph
 from ml_pipeline.interest_graph.local import LocalProvider, build_graph
 from ml_pipeline.interest_graph.prompt import first_request, retry_request
-from ml_pipeline.interest_graph.schema import InterestGraph, InvalidGraph, parse_graph
 from ml_pipeline.interest_graph.summary import Listen, summarize
 
 NIGHT = datetime(2026, 1, 5, 23, 30, tzinfo=UTC)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ml_pipeline.interest_graph.facets import Facets, name_labels
-from ml_pipeline.interest_graph.schema import InterestGraph
+from inference.interest_graph.facets import Facets, name_labels
+from inference.interest_graph.schema import InterestGraph
 from musicrec.text import match_key
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
-from ml_pipeline.interest_graph.schema import NodeKind
+from inference.interest_graph.schema import NodeKind
 
 # Label -> the playlist-name words that stand for it.
 LEXICON: dict[NodeKind, dict[str, set[str]]] = {
