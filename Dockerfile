@@ -38,11 +38,11 @@ COPY db/ db/
 COPY benchmarks/ benchmarks/
 # Editable: musicrec.config.REPO_ROOT is the source folder (/app), where alembic.ini, db/migrations
 # and feature_store/ are found; torch==2.13.0+cpu already satisfies the pin, so pip keeps it.
-RUN pip install -e .
-# Bytecode for optimized mode (PYTHONOPTIMIZE below), written once here: with none on disk every
-# process start would compile the sources again.
-# (torch/testing holds Python 3.12-only files, never imported.)
-RUN python -O -m compileall -q -j 0 -x "/torch/testing/" /opt/venv/lib /app
+# Then the bytecode for optimized mode (PYTHONOPTIMIZE below), written once here: with none on
+# disk every process start would compile the sources again (torch/testing holds Python
+# 3.12-only files, never imported).
+RUN pip install -e . \
+    && python -O -m compileall -q -j 0 -x "/torch/testing/" /opt/venv/lib /app
 
 # ---- final stage: the venv and the source, no compilers, not root -------------------------
 FROM python:3.11-slim
