@@ -119,9 +119,10 @@ def _features(ctx: PipelineContext) -> None:
 
 def _train(ctx: PipelineContext) -> None:
     from ml_pipeline.evaluation.metrics import evaluate_split
+    from ml_pipeline.export.serving import export_serving
     from ml_pipeline.jobs.retrain import train_candidate
     from ml_pipeline.models.baselines import MostPopular
-    from ml_pipeline.training.train_transformer import evaluate, export_serving
+    from ml_pipeline.training.train_transformer import evaluate
     from ml_pipeline.training.training_record import write_training_record
 
     epochs = ctx.options.epochs

@@ -3,7 +3,9 @@ background thread (the demo, tests)."""
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 import socket
 import sys
 import threading
@@ -18,6 +20,8 @@ import uvicorn
 from musicrec.errors import UserError
 
 log = logging.getLogger(__name__)
+
+FACTORY_VARIABLE = "MUSICREC_APP_FACTORY"  # module:function of the app a server process runs
 
 
 def run_server(
@@ -36,8 +40,12 @@ def run_server(
         # Feast's @typechecked classes are re-parsed and recompiled by typeguard at import
         # unless Python runs optimized: about 2.5 s of CPU per process (the image sets it).
         log.warning("start-up is slower without PYTHONOPTIMIZE=1 (see docs/operations.md)")
+    # Every process that serves (this one, or each worker uvicorn spawns) calls the guarded
+    # factory, which blocks torch before it imports the app: the variable carries the factory
+    # to spawned workers.
+    os.environ[FACTORY_VARIABLE] = factory
     uvicorn.run(
-        factory,
+        f"{__name__}:guarded_factory",
         factory=True,
         host=host,
         port=port,
@@ -47,6 +55,20 @@ def run_server(
         log_level="info",
         access_log=False,  # per-request logs cost more than the request; /metrics counts them
     )
+
+
+def guarded_factory() -> Any:
+    """The app of the factory `run_server` was given, built with torch and transformers blocked
+    (inference.guard): a serving process runs on numpy and onnxruntime."""
+    from inference import guard
+
+    if loaded := guard.install():
+        log.warning("loaded before the serving guard: %s", ", ".join(loaded))
+    target = os.environ.get(FACTORY_VARIABLE, "")
+    module, _, name = target.partition(":")
+    if not module or not name:
+        raise RuntimeError(f"{FACTORY_VARIABLE} must name an app factory as module:function")
+    return getattr(importlib.import_module(module), name)()
 
 
 class _ThreadServer(uvicorn.Server):

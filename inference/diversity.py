@@ -13,10 +13,18 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
-
-from apps.ml.schemas import Diversity
+from pydantic import BaseModel, Field
 
 ARTIST_WEIGHT, GENRE_WEIGHT = 0.6, 0.4
+
+
+class Diversity(BaseModel):
+    """How varied the list is, after the re-ranking asked for with `diversity`."""
+
+    requested: float = Field(ge=0, le=1)
+    distinct_artists: float = Field(description="Share of the list with an artist of its own")
+    distinct_genres: float | None = Field(description="Likewise for genres; null when unknown")
+    intra_list_diversity: float = Field(description="Mean pairwise dissimilarity, 0..1")
 
 
 def _codes(values: Sequence[str | None]) -> NDArray[np.int64]:

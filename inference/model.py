@@ -4,9 +4,10 @@ Where: SEQUENTIAL_MODEL_PATH when set; else the registered model's version under
 alias (MODEL_ALIAS, default `production`), downloaded once into var/serving/; else the demo's
 var/models/hybrid.pt when present. None of them: the service serves popularity.
 
-Loaded: the int8 ONNX scoring graph (with its in-graph top candidates) in onnxruntime, the item
-vocabulary, unit item vectors (for "because you played X"), and, for a hybrid checkpoint, the
-text path that reads /predict seeds the catalog does not know.
+Loaded from the files exported beside the checkpoint (inference.files), never the checkpoint
+itself: the int8 ONNX scoring graph (with its in-graph top candidates) in onnxruntime, the item
+vocabulary, unit item vectors (for "because you played X"), and, for a hybrid, the text path
+that reads /predict seeds the catalog does not know (inference.cold_start).
 """
 
 from __future__ import annotations
@@ -18,19 +19,16 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Engine
 
+from inference.cold_start import TextSeeds
+from inference.files import ServingFiles
+from inference.scoring import OnnxScorer, pad_left
 from musicrec.config import Settings
 from musicrec.errors import UserError
-
-if TYPE_CHECKING:
-    from ml_pipeline.export.onnx import OnnxScorer
-    from ml_pipeline.models.cold_start import ColdStartRecommender
-    from ml_pipeline.models.text_encoder import TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +52,17 @@ def locate_model(settings: Settings) -> ModelSource | None:
 
 def serving_files(checkpoint: Path) -> tuple[Path, Path]:
     """(serving checkpoint, its int8 graph): a hybrid serves as the SASRec written beside it."""
-    baked = checkpoint.with_suffix(".serving.pt")
-    serving = baked if baked.is_file() else checkpoint
-    return serving, serving.with_suffix(".int8.onnx")
+    files = ServingFiles(checkpoint)
+    return files.serving, files.graph
 
 
 def file_source(checkpoint: Path) -> ModelSource:
-    serving, graph = serving_files(checkpoint)
-    for path in (checkpoint, graph):
+    files = ServingFiles(checkpoint)
+    for path in (checkpoint, files.graph):
         if not path.is_file():
             raise UserError(f"{path}: no such model file (train and export the model first)")
-    stamp = max(p.stat().st_mtime_ns for p in (checkpoint, serving, graph))
+    present = [p for p in (checkpoint, files.serving, *files.runtime()) if p.is_file()]
+    stamp = max(p.stat().st_mtime_ns for p in present)
     changed = datetime.fromtimestamp(stamp / 1e9, UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     return ModelSource(checkpoint, f"{checkpoint.stem}@{changed}")
 
@@ -129,30 +127,28 @@ class ServingModel:
     index: dict[str, int]
     scorer: OnnxScorer
     unit_vectors: NDArray[np.float32]  # [n_items + 1, d], rows of norm 1
-    text_path: ColdStartRecommender | None = None  # a hybrid's: seeds read from text
+    text_path: TextSeeds | None = None  # a hybrid's: seeds read from text
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
-    def load(
-        cls, source: ModelSource, engine: Engine, encoder: TextEncoder | None = None
-    ) -> ServingModel:
-        """`encoder`: a TextEncoder to share across reloads (loading one takes seconds)."""
-        import torch
-
-        from ml_pipeline.export.onnx import OnnxScorer, load_checkpoint
-        from ml_pipeline.models.cold_start import ColdStartRecommender
-
-        serving, graph = serving_files(source.checkpoint)
-        model, vocabulary, _ = load_checkpoint(serving)
-        with torch.no_grad():
-            vectors = model.all_item_vectors().numpy().astype(np.float32)
+    def load(cls, source: ModelSource, engine: Engine) -> ServingModel:
+        files = ServingFiles(source.checkpoint)
+        if missing := files.missing():
+            names = ", ".join(p.name for p in missing)
+            raise UserError(
+                f"{source.checkpoint}: the files serving reads are missing ({names}): a model "
+                f"exported before they existed; {files.rewrite_hint()}"
+            )
+        with np.load(files.items, allow_pickle=False) as saved:
+            vocabulary = [str(uri) for uri in saved["vocabulary"]]
+            vectors = saved["vectors"].astype(np.float32)
+        scorer = OnnxScorer(files.graph)
+        files.check_items(files.graph, scorer.n_items + 1, len(vocabulary) - 1)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         unit = vectors / np.maximum(norms, 1e-12)
-        text_path = None
-        if serving != source.checkpoint:  # a hybrid: unknown seeds are read from their text
-            text_path = ColdStartRecommender(source.checkpoint, engine, encoder)
+        text_path = TextSeeds(files, vocabulary, vectors, engine) if files.hybrid else None
         index = {uri: i for i, uri in enumerate(vocabulary) if i}
-        return cls(source, vocabulary, index, OnnxScorer(graph), unit, text_path)
+        return cls(source, vocabulary, index, scorer, unit, text_path)
 
     @property
     def version(self) -> str:
@@ -164,8 +160,6 @@ class ServingModel:
 
     def candidates(self, items: list[int], n: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """The n best next items after a history of item ids (oldest first), best first."""
-        from ml_pipeline.data.sequences import pad_left
-
         seqs = pad_left([items], self.scorer.max_len)
         scores, best = self.scorer.top_k(seqs, min(n, self.n_items))
         return best[0], scores[0]

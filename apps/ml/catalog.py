@@ -70,7 +70,7 @@ class Catalog:
     ) -> str | None:
         """The catalog track a seed names: by URI when given and known, else by normalized
         artist and title, preferring a release in `known` (the model's tracks), as
-        ml_pipeline.models.cold_start's database matching does."""
+        inference.cold_start's database matching does."""
         if uri and uri in self.tracks:
             return uri
         releases = self.by_key.get(track_key(artist, name), [])

@@ -22,7 +22,8 @@ from apps.ml.schemas import (
     Recommendations,
     UserQuery,
 )
-from apps.ml.service import MLService, NoSeedMatched
+from apps.ml.seeds import NoSeedMatched
+from apps.ml.service import MLService
 from musicrec.config import get_settings
 from musicrec.db.engine import make_engine
 

@@ -1,6 +1,6 @@
 """What the ML service tells the operations view about its models: the production and canary
 models it serves, with their offline metrics and training curves (the training record beside
-each checkpoint, ml_pipeline/training/training_record.py) and, for registered versions, the
+each checkpoint, inference/training_record.py) and, for registered versions, the
 registry's aliases and the retraining job's decision (MLflow model-version tags)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from apps.ml.schemas import ModelCard, ModelsReport
 from inference.model import ServingModel, registry_exists
-from ml_pipeline.training.training_record import read_training_record
+from inference.training_record import read_training_record
 from musicrec.config import Settings
 
 log = logging.getLogger(__name__)

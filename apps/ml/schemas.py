@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from inference.diversity import Diversity
 from musicrec.events import USER_ID_MAX_CHARS, StorableText
 
 MAX_K = 100
@@ -37,15 +38,6 @@ class RecommendedTrack(BaseModel):
     genre: str | None = None
     score: float = Field(description="The ranker's score (higher is better; model-specific)")
     reason: str = Field(examples=["because you played Mr. Brightside"])
-
-
-class Diversity(BaseModel):
-    """How varied the list is, after the re-ranking asked for with `diversity`."""
-
-    requested: float = Field(ge=0, le=1)
-    distinct_artists: float = Field(description="Share of the list with an artist of its own")
-    distinct_genres: float | None = Field(description="Likewise for genres; null when unknown")
-    intra_list_diversity: float = Field(description="Mean pairwise dissimilarity, 0..1")
 
 
 class Recommendations(BaseModel):

@@ -14,7 +14,6 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from sqlalchemy import Engine, text
 
 from apps.ml import metrics
 from apps.ml.catalog import Catalog
+from apps.ml.last_responses import LastResponses
 from apps.ml.responses import popular, response, track
 from apps.ml.schemas import (
     ModelsReport,
@@ -32,14 +32,14 @@ from apps.ml.schemas import (
     Recommendations,
     UserQuery,
 )
+from apps.ml.seeds import NoSeedMatched, seed_candidates
 from feature_store.online import OnlineFeatures, recent_tracks
 from inference.diversity import mmr
 from inference.interest_graph.affinity import InterestProfile, rerank_scores
+from inference.interest_graph.catalog import load_facets
 from inference.interest_graph.facets import Facets
 from inference.model import ModelSource, ServingModel, in_canary, locate_canary, locate_model
-from ml_pipeline.interest_graph.storage import load_facets
 from musicrec.config import Settings
-from musicrec.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -47,37 +47,11 @@ CANDIDATES = 200  # the model's best, before dropping heard tracks and re-rankin
 # The re-ranking pool: this many candidates per track asked for, at least MIN_POOL. Checking
 # all 200 against the listener's interactions cost 6 ms a request on Redis (benchmarks/serving).
 POOL_PER_PICK, MIN_POOL = 4, 40
-CACHED_USERS = 50_000
 BREAKER_SECONDS = 2.0  # after a failed feature read, skip the store this long
-
-
-class NoSeedMatched(UserError):
-    """No /predict seed could be matched or read (HTTP 422)."""
 
 
 class FeaturesUnavailable(Exception):
     pass
-
-
-class LastResponses:
-    """The last response per listener (bounded, least recently used dropped): what a listener
-    gets while the feature store is unreachable."""
-
-    def __init__(self, size: int = CACHED_USERS) -> None:
-        self.size = size
-        self._items: OrderedDict[str, Recommendations] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def put(self, user_id: str, response: Recommendations) -> None:
-        with self._lock:
-            self._items[user_id] = response
-            self._items.move_to_end(user_id)
-            if len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def get(self, user_id: str) -> Recommendations | None:
-        with self._lock:
-            return self._items.get(user_id)
 
 
 class MLService:
@@ -98,7 +72,6 @@ class MLService:
         self._probes = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="probe")
         self._model: ServingModel | None = None
         self._canary: ServingModel | None = None
-        self._encoder: Any = None  # shared across reloads: loading one takes seconds
         self._reload_lock = threading.Lock()
         self._last_error: str | None = None
         self._stop = threading.Event()
@@ -138,7 +111,7 @@ class MLService:
         if source is None or (self._model and source.version == self._model.version):
             self._canary = None
         elif current is None or current.version != source.version:
-            self._canary = ServingModel.load(source, self.engine, self._encoder)
+            self._canary = ServingModel.load(source, self.engine)
             log.info(
                 "canary model %s for %.0f%% of listeners",
                 source.version,
@@ -153,9 +126,7 @@ class MLService:
         return self._model
 
     def _swap(self, source: ModelSource) -> None:
-        model = ServingModel.load(source, self.engine, self._encoder)
-        if model.text_path is not None:
-            self._encoder = model.text_path.encoder
+        model = ServingModel.load(source, self.engine)
         reloading = self._model is not None
         catalog = Catalog.load(self.engine) if reloading else self.catalog
         facets = self._load_facets() if reloading else self.facets
@@ -357,10 +328,6 @@ class MLService:
 
     def predict(self, query: PredictQuery) -> Recommendations:
         """Recommendations after seed tracks named by title and artist (a new listener)."""
-        from ml_pipeline.export.onnx import top_items
-        from ml_pipeline.models.cold_start import SeedMatch
-        from ml_pipeline.models.cold_start import SeedTrack as Seed
-
         model = self._model
         model_tracks = model.index if model is not None else {}
         matched = [
@@ -375,25 +342,7 @@ class MLService:
             result = self._popular(query, seeds, "no model loaded", fallback=True, route="predict")
             result.unmatched_seeds = unmatched
             return result
-        ids = [model.index.get(uri) if uri else None for uri in matched]
-        known = [i for i in ids if i is not None]
-        if len(known) == len(ids):
-            candidates, scores = model.candidates(known, CANDIDATES)
-        elif model.text_path is not None:  # unknown seeds are read from their text
-            matches = [
-                SeedMatch(Seed(s.track_name, s.artist_name), uri, i)
-                for s, uri, i in zip(query.tracks, matched, ids, strict=True)
-            ]
-            all_scores = model.text_path.scores_for(matches)
-            candidates = top_items(all_scores[None, :], min(CANDIDATES, model.n_items))[0]
-            scores = all_scores[candidates]
-        elif known:
-            candidates, scores = model.candidates(known, CANDIDATES)
-        else:
-            raise NoSeedMatched(
-                "none of the tracks is known to the model, and it cannot read unknown tracks "
-                "from their text (not a hybrid model)"
-            )
+        candidates, scores, known = seed_candidates(model, query.tracks, matched, CANDIDATES)
         seeds_heard = {uri for uri in matched if uri}
         keep = [
             j

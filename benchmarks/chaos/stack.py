@@ -145,8 +145,8 @@ def _model(folder: Path) -> Path:
     """An untrained SASRec over the serving setup's 36 tracks, exported for serving."""
     import torch
 
+    from ml_pipeline.export.serving import export_serving
     from ml_pipeline.models.sasrec import SASRec, SASRecConfig
-    from ml_pipeline.training.train_transformer import export_both
     from tests.apps.serving_env import uri
 
     path = folder / "model" / "sasrec.pt"
@@ -156,8 +156,9 @@ def _model(folder: Path) -> Path:
         n_items=TRACKS, embedding_dim=32, max_seq_len=10, num_layers=1, num_heads=1
     )
     model = SASRec(config).eval()
-    model.save(path, ["<pad>", *[uri(i) for i in range(TRACKS)]])
-    export_both(model, path)
+    vocabulary = ["<pad>", *[uri(i) for i in range(TRACKS)]]
+    model.save(path, vocabulary)
+    export_serving(model, path, vocabulary)
     return path
 
 

@@ -17,6 +17,8 @@ import typer
 from numpy.typing import NDArray
 from sqlalchemy import Engine, select
 
+# Re-exported: training reads histories as serving does.
+from inference.scoring import pad_left as pad_left
 from musicrec.db.models import ListeningEvent, Track, User
 from musicrec.errors import UserError
 from musicrec.timeutil import as_utc
@@ -174,16 +176,6 @@ def load_from_database(engine: Engine, min_length: int = 1) -> SequenceData:
             histories[user].append(uri)
             times[user].append(as_utc(occurred_at).timestamp())
     return _index(histories, min_length, times)
-
-
-def pad_left(histories: list[list[int]], length: int) -> NDArray[np.int64]:
-    """The last `length` items of each history, left-padded with 0."""
-    out = np.zeros((len(histories), length), dtype=np.int64)
-    for row, items in enumerate(histories):
-        tail = items[-length:]
-        if tail:
-            out[row, -len(tail) :] = tail
-    return out
 
 
 class TrainBatches:

@@ -1,5 +1,7 @@
-"""SASRec's full-ranking scorer as an ONNX graph, its int8 (dynamic) quantization, and an
-onnxruntime scorer that stands in for the torch model.
+"""SASRec's full-ranking scorer as an ONNX graph and its int8 (dynamic) quantization; the
+onnxruntime scorer that stands in for the torch model is the serving runtime's
+(inference.scoring). Serving reads more files than these graphs: ml_pipeline.export.serving
+writes them all.
 
     python -m ml_pipeline.export.onnx var/models/sasrec_games.pt \\
         --data ../shared/data/sasrec_games/Video.txt
@@ -33,25 +35,25 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, cast
 
-import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 import typer
-from numpy.typing import NDArray
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ml_pipeline.data.sequences import MinItemCountOption, pad_left
+from inference.scoring import INPUT, SCORES, TOP_ITEMS, TOP_SCORES
+
+# OnnxScorer and top_items are the serving runtime's; imported from here by offline tools.
+from inference.scoring import OnnxScorer as OnnxScorer
+from inference.scoring import top_items as top_items
+from ml_pipeline.data.sequences import MinItemCountOption
 from ml_pipeline.evaluation.results import RESULTS_DIR
 from ml_pipeline.models.sasrec import SASRec
 from musicrec.config import get_settings
 from musicrec.errors import UserError
 
 OPSET = 17
-INPUT = "seqs"
-SCORES, TOP_SCORES, TOP_ITEMS = "scores", "top_scores", "top_items"
 # Initializer names in the exported graph (module buffer / parameter paths).
 SCORING_WEIGHT = "item_weights_t"
 INPUT_EMBEDDING = "model.item_emb.weight"
@@ -60,8 +62,8 @@ QUANTIZATION = (
     "encoder float"
 )
 
-Array = NDArray[np.float32]
-Items = NDArray[np.int64]
+# What loading a file that is not a checkpoint (or of another shape) raises.
+UNREADABLE = (KeyError, TypeError, AttributeError, RuntimeError, EOFError, pickle.UnpicklingError)
 
 
 class ScoringGraph(nn.Module):
@@ -94,6 +96,11 @@ class ScoringGraph(nn.Module):
 
     def last_hidden(self, seqs: Tensor) -> Tensor:
         """`SASRec.last_hidden` for [B, max_seq_len] inputs."""
+        return self.last_hidden_of(self.model.item_emb(seqs), seqs != 0)
+
+    def last_hidden_of(self, vectors: Tensor, present: Tensor) -> Tensor:
+        """The same from item vectors [B, max_seq_len, d] and a [B, max_seq_len] mask of the
+        non-padding positions (`SASRec.encode_vectors`' inputs)."""
         m, config = self.model, self.model.config
         d, heads, length = config.embedding_dim, config.num_heads, config.max_seq_len
         head_dim = d // heads
@@ -102,8 +109,8 @@ class ScoringGraph(nn.Module):
         def split(x: Tensor) -> Tensor:  # [B, L, d] -> [B, heads, L, head_dim]
             return x.reshape(-1, length, heads, head_dim).transpose(1, 2)
 
-        x = m.item_emb(seqs) * d**0.5 + m.pos_emb.weight
-        keep = (seqs != 0).unsqueeze(-1).to(x.dtype)
+        x = vectors * d**0.5 + m.pos_emb.weight
+        keep = present.unsqueeze(-1).to(x.dtype)
         x = x * keep
         for norm, module, ffn_norm, ffn in zip(
             m.attn_norms, m.attns, m.ffn_norms, m.ffns, strict=True
@@ -230,57 +237,6 @@ def op_counts(path: Path) -> dict[str, int]:
     return dict(Counter(n.op_type for n in onnx.load(str(path)).graph.node).most_common())
 
 
-class OnnxScorer:
-    """An exported scoring graph in an onnxruntime session (CPU, all graph optimizations).
-    Called with histories it is a score function for `evaluate_full_ranking`."""
-
-    def __init__(self, path: Path, intra_op_num_threads: int = 1) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_num_threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.path = path
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        (seqs,) = self.session.get_inputs()
-        outputs = {o.name: o for o in self.session.get_outputs()}
-        self.max_len = int(seqs.shape[1])
-        self.n_items = int(outputs[SCORES].shape[1]) - 1
-        top = outputs.get(TOP_ITEMS)
-        self.graph_k: int | None = int(top.shape[1]) if top is not None else None
-
-    def full_sort_scores(self, seqs: NDArray[np.int64]) -> Array:
-        """[B, L] -> [B, n_items + 1]; column 0 is -inf."""
-        (scores,) = self.session.run([SCORES], {INPUT: self._checked(seqs)})
-        return np.asarray(scores)
-
-    def top_k(self, seqs: NDArray[np.int64], k: int) -> tuple[Array, Items]:
-        """The best k items of each row, best first: (scores [B, k], items [B, k])."""
-        if not 1 <= k <= self.n_items:
-            raise ValueError(f"k must be in 1..{self.n_items}, got {k}")
-        if self.graph_k is not None and k <= self.graph_k:
-            values, items = self.session.run([TOP_SCORES, TOP_ITEMS], {INPUT: self._checked(seqs)})
-            return np.asarray(values)[:, :k], np.asarray(items)[:, :k]
-        scores = self.full_sort_scores(seqs)
-        items = top_items(scores, k)
-        return np.take_along_axis(scores, items, axis=1), items
-
-    def __call__(self, histories: list[list[int]]) -> Array:
-        return self.full_sort_scores(pad_left(histories, self.max_len))
-
-    def _checked(self, seqs: NDArray[np.int64]) -> NDArray[np.int64]:
-        seqs = np.ascontiguousarray(seqs, dtype=np.int64)
-        if seqs.ndim != 2 or seqs.shape[1] != self.max_len:
-            raise ValueError(f"seqs must be [B, {self.max_len}], got {list(seqs.shape)}")
-        return seqs
-
-
-def top_items(scores: Tensor | NDArray[np.floating], k: int) -> Items:
-    """[B, n_items + 1] -> [B, k] best items (1..n_items, padding never), best first."""
-    s = torch.as_tensor(scores)[:, 1:]
-    return (torch.topk(s, k, dim=1).indices + 1).numpy().astype(np.int64)
-
-
 # --- command line ------------------------------------------------------------------------------
 
 
@@ -292,14 +248,7 @@ def load_checkpoint(path: Path) -> tuple[SASRec, list[str], dict[str, Any]]:
         return SASRec.load(path)
     except ValueError as exc:  # a checkpoint, of another model
         raise UserError(f"{path}: not a SASRec checkpoint") from exc
-    except (
-        KeyError,
-        TypeError,
-        AttributeError,
-        RuntimeError,
-        EOFError,
-        pickle.UnpicklingError,
-    ) as exc:
+    except UNREADABLE as exc:
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"{path}: not a SASRec checkpoint ({detail})") from exc
 

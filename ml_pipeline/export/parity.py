@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from inference.scoring import OnnxScorer, top_items
 from ml_pipeline.evaluation.metrics import evaluate_full_ranking
-from ml_pipeline.export.onnx import OnnxScorer, top_items
+from ml_pipeline.evaluation.scorers import scorers
 from ml_pipeline.models.sasrec import SASRec
 
 PARITY_K = 10
@@ -59,8 +60,6 @@ def torch_run(
     model: SASRec, histories: Sequence[Sequence[int]], targets: Sequence[int], n_items: int
 ) -> RankingRun:
     """The reference: the torch model's own ranking (eval mode)."""
-    from ml_pipeline.training.train_transformer import scorers
-
     model.eval()
     return ranking_run(scorers(model)[0], histories, targets, n_items)
 

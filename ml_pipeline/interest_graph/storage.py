@@ -1,6 +1,7 @@
-"""The interest graph's data: what the summaries are made of (catalog facets and listeners'
-recent events, from the database), which listeners still need a graph this period, and the
-upsert of results into user_interest_graph."""
+"""The interest graph's data: what the summaries are made of (listeners' recent events, from the
+database; the catalog facets are read by inference.interest_graph.catalog, which serving shares),
+which listeners still need a graph this period, and the upsert of results into
+user_interest_graph."""
 
 from __future__ import annotations
 
@@ -14,59 +15,35 @@ from sqlalchemy import Engine, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from inference.interest_graph.affinity import InterestProfile
-from inference.interest_graph.facets import Facets
+from inference.interest_graph.catalog import facet_rows, load_facets
 from inference.interest_graph.schema import GRAPH_VERSION, InterestGraph
 from ml_pipeline.interest_graph.summary import AUDIO_STATS, Listen
 from musicrec.db.models import (
     FEAT_USER_INTEREST_GRAPH,
     Artist,
     ListeningEvent,
-    Playlist,
-    PlaylistTrack,
     Track,
     User,
     UserInterestGraph,
 )
 from musicrec.timeutil import as_utc
 
-A, E, P, PT = (m.__table__.c for m in (Artist, ListeningEvent, Playlist, PlaylistTrack))
+A, E = Artist.__table__.c, ListeningEvent.__table__.c
 T, U = Track.__table__.c, User.__table__.c
 G = cast(Table, UserInterestGraph.__table__)
+__all__ = [  # with the catalog's facets, which the jobs read as serving does
+    "MAX_EVENTS",
+    "GraphRow",
+    "facet_rows",
+    "load_facets",
+    "load_listens",
+    "pending_users",
+    "period_start",
+    "save_graphs",
+    "stored_graphs",
+]
 # A summary describes a listener's latest events, at most this many.
 MAX_EVENTS = 2000
-
-
-Membership = tuple[str, str, str]  # playlist key, playlist name, artist key
-TrackRow = tuple[str, str, str | None, float | None, float | None]  # see Facets.build
-
-
-def facet_rows(engine: Engine) -> tuple[list[Membership], list[TrackRow]]:
-    """What Facets.build takes, from the catalog: every playlist track's artist with the
-    playlist's name, and each track's artist, genre, energy and valence."""
-    with engine.connect() as conn:
-        memberships = [
-            (str(p), n, a)
-            for p, n, a in conn.execute(
-                select(P.id, P.name, A.match_key)
-                .select_from(PlaylistTrack.__table__)
-                .join(Playlist.__table__, P.id == PT.playlist_id)
-                .join(Track.__table__, T.id == PT.track_id)
-                .join(Artist.__table__, A.id == T.artist_id)
-            )
-        ]
-        tracks: list[TrackRow] = [
-            (uri, artist, genre, energy, valence)
-            for uri, artist, genre, energy, valence in conn.execute(
-                select(T.spotify_uri, A.match_key, T.genre, T.energy, T.valence).join(
-                    Artist.__table__, A.id == T.artist_id
-                )
-            )
-        ]
-    return memberships, tracks
-
-
-def load_facets(engine: Engine) -> Facets:
-    return Facets.build(*facet_rows(engine))
 
 
 def period_start(now: datetime) -> datetime:

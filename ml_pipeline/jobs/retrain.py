@@ -121,8 +121,9 @@ def decide(
 def retrain(engine: Engine, settings: Settings, epochs: int, margin: float) -> Decision:
     from mlflow import MlflowClient
 
+    from ml_pipeline.export.serving import export_serving
     from ml_pipeline.training.tracking import TrainingRun
-    from ml_pipeline.training.train_transformer import evaluate, export_serving
+    from ml_pipeline.training.train_transformer import evaluate
 
     model, data, split, curve = train_candidate(engine, settings, epochs)
     candidate = evaluate(model, data, split, "test", "full_ranking")

@@ -15,9 +15,10 @@ so serving, ONNX export and the recommender are the SASRec ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from typing import cast
 
 import numpy as np
 import torch
@@ -153,17 +154,8 @@ class HybridSASRec(SASRec):
         trained items (by default the nearest: tracks by the same artist, the same song
         re-released under a new URI). A text-only vector lacks the collaborative part every
         trained item has and ranks low against them; this lends it its neighbours'."""
-        warm = torch.nonzero(self.trained).squeeze(1)
-        unit = nn.functional.normalize(self.text[warm], dim=1)
-        out = torch.zeros(len(text), self.config.embedding_dim)
-        k = min(neighbours, len(warm))
-        for start in range(0, len(text), 4096):
-            rows = nn.functional.normalize(text[start : start + 4096].float(), dim=1)
-            top, index = torch.topk(rows @ unit.T, k, dim=1)
-            weights = torch.softmax(top / temperature, dim=1)
-            ids = self.item_emb.weight[warm[index]]  # [rows, k, d]
-            out[start : start + len(rows)] = (weights.unsqueeze(-1) * ids).sum(1)
-        return out
+        lender = TextItems(self, neighbours, temperature)
+        return _in_chunks(lender.lent, text, self.config.embedding_dim)
 
     @torch.no_grad()
     def impute_ids(self, neighbours: int = 1, temperature: float = 0.01) -> int:
@@ -198,7 +190,7 @@ class HybridSASRec(SASRec):
     def text_item_vectors(self, text: Tensor) -> Tensor:
         """Vectors [k, d] for tracks outside the item table, from text embeddings [k, text_dim]
         alone: what `add_items` + `impute_ids` would give them, without changing the model."""
-        return self.projector(text.float()) + self.lent_ids(text)
+        return _in_chunks(TextItems(self), text, self.config.embedding_dim)
 
     @torch.no_grad()
     def to_sasrec(self) -> SASRec:
@@ -215,3 +207,38 @@ class HybridSASRec(SASRec):
             state["item_emb.weight"] = self.all_item_vectors()
         baked.load_state_dict(state)
         return baked.eval()
+
+
+class TextItems(nn.Module):
+    """`HybridSASRec.text_item_vectors` as a module of its own (the model's projector and a copy
+    of its trained items' text and IDs), for one batch of text embeddings at once: what the
+    seed-text graph exports (ml_pipeline.export.serving)."""
+
+    def __init__(self, model: HybridSASRec, neighbours: int = 1, temperature: float = 0.01):
+        super().__init__()
+        warm = torch.nonzero(model.trained).squeeze(1)
+        self.projector = model.projector
+        self.unit: Tensor
+        self.ids: Tensor
+        self.register_buffer("unit", nn.functional.normalize(model.text[warm], dim=1))
+        self.register_buffer("ids", model.item_emb.weight[warm].detach().clone())
+        self.neighbours = min(neighbours, len(warm))
+        self.temperature = temperature
+
+    def lent(self, text: Tensor) -> Tensor:
+        """[k, text_dim] -> [k, d] the ID parts lent by text neighbours (`lent_ids`)."""
+        rows = nn.functional.normalize(text.float(), dim=1)
+        top, index = torch.topk(rows @ self.unit.T, self.neighbours, dim=1)
+        weights = torch.softmax(top / self.temperature, dim=1)
+        # embedding, not ids[index]: one Gather when exported.
+        return (weights.unsqueeze(-1) * nn.functional.embedding(index, self.ids)).sum(1)
+
+    def forward(self, text: Tensor) -> Tensor:
+        return cast(Tensor, self.projector(text.float())) + self.lent(text)
+
+
+def _in_chunks(function: Callable[[Tensor], Tensor], rows: Tensor, dim: int) -> Tensor:
+    """`function` over rows 4,096 at a time (its similarity matrix is rows x trained items)."""
+    if not len(rows):
+        return torch.zeros(0, dim)
+    return torch.cat([function(rows[start : start + 4096]) for start in range(0, len(rows), 4096)])

@@ -13,6 +13,7 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,6 +21,9 @@ from rich.progress import Progress
 
 from musicrec.errors import UserError
 from musicrec.text import text_id
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -40,6 +44,15 @@ def model_fingerprint(path: Path) -> str:
                 digest.update(block)
     digest.update((path / "config.json").read_bytes())
     return digest.hexdigest()[:16]
+
+
+def sentence_embeddings(hidden: Tensor, attention_mask: Tensor) -> Tensor:
+    """Token states [B, T, h] -> [B, h]: the mean over the real tokens, L2-normalized."""
+    import torch
+
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1)
 
 
 class TextEncoder:
@@ -82,10 +95,7 @@ class TextEncoder:
                     return_tensors="pt",
                 )
                 hidden = self.model(**tokens).last_hidden_state
-                mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, dim=-1)
-                out[chunk] = pooled.numpy()
+                out[chunk] = sentence_embeddings(hidden, tokens["attention_mask"]).numpy()
                 bar.advance(task, len(chunk))
         return out
 

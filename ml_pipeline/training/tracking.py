@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from inference.files import ServingFiles
 from musicrec.config import Settings, get_settings
 
 # MLflow and its dependencies log at INFO on import and on every run: keep the console readable.
@@ -120,7 +121,10 @@ class TrainingRun:
         import mlflow
         from mlflow.exceptions import MlflowException
 
-        for path in (checkpoint, *extra_files):
+        # With every file serving reads beside the checkpoint, whoever exported them: the
+        # version is downloaded as this folder and served from it (inference.model).
+        runtime = [p for p in ServingFiles(checkpoint).runtime() if p.is_file()]
+        for path in dict.fromkeys([checkpoint, *extra_files, *runtime]):
             mlflow.log_artifact(str(path), artifact_path="model")
         client = mlflow.MlflowClient()
         name = self.settings.registered_model_name

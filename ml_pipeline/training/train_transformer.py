@@ -30,7 +30,6 @@ from ml_pipeline.data.sequences import (
     MinItemCountOption,
     SequenceData,
     TrainBatches,
-    pad_left,
 )
 from ml_pipeline.data.splits import SPLITS, Split, leave_one_out, make_split
 from ml_pipeline.evaluation.metrics import (
@@ -40,6 +39,7 @@ from ml_pipeline.evaluation.metrics import (
     evaluate_split,
 )
 from ml_pipeline.evaluation.results import git_commit, result_document, write_result
+from ml_pipeline.evaluation.scorers import scorers
 from ml_pipeline.models.hybrid import HybridConfig, HybridSASRec
 from ml_pipeline.models.sasrec import SASRec, SASRecConfig
 from ml_pipeline.training.tracking import TrainingRun
@@ -53,21 +53,6 @@ class TrainResult:
     split: Split
     epochs: list[dict[str, float]] = field(default_factory=list)
     seconds_per_epoch: float = 0.0  # training only, validation excluded
-
-
-def scorers(model: SASRec) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
-    """The (full ranking, candidate) score functions the evaluation calls, in eval mode."""
-    max_len = model.config.max_seq_len
-
-    @torch.no_grad()
-    def full(histories: list[list[int]]) -> torch.Tensor:
-        return model.full_sort_scores(torch.from_numpy(pad_left(histories, max_len)))
-
-    @torch.no_grad()
-    def candidates(histories: list[list[int]], items: torch.Tensor) -> torch.Tensor:
-        return model.candidate_scores(torch.from_numpy(pad_left(histories, max_len)), items)
-
-    return full, candidates
 
 
 def train_sasrec(
@@ -160,15 +145,6 @@ def test_metrics(result: TrainResult, seed: int = 42) -> dict[str, dict[str, flo
     }
 
 
-def export_both(model: SASRec, checkpoint: Path, top_k: int = 200) -> list[Path]:
-    """model.onnx and model.int8.onnx beside the checkpoint; the graph also returns the best
-    `top_k` items, enough to drop heard tracks and re-rank for diversity when serving."""
-    from ml_pipeline.export.onnx import export_onnx, quantize_int8
-
-    fp32 = export_onnx(model, checkpoint.with_suffix(".onnx"), min(top_k, model.config.n_items))
-    return [fp32, quantize_int8(fp32, checkpoint.with_suffix(".int8.onnx"))]
-
-
 MODELS: dict[str, type[SASRecConfig]] = {"sasrec": SASRecConfig, "hybrid": HybridConfig}
 
 
@@ -191,17 +167,6 @@ def build_model(
         trained[items] = True
     config = replace(config, text_dim=text.shape[1])
     return HybridSASRec(config, torch.from_numpy(text), torch.from_numpy(trained))
-
-
-def export_serving(model: SASRec, checkpoint: Path, vocabulary: list[str]) -> list[Path]:
-    """ONNX graphs for serving. A hybrid model serves as the plain SASRec its item vectors
-    bake into (<name>.serving.pt beside the checkpoint, with its graphs)."""
-    if isinstance(model, HybridSASRec):
-        checkpoint = checkpoint.with_suffix(".serving.pt")
-        model = model.to_sasrec()
-        model.save(checkpoint, vocabulary, {"baked_from": "hybrid_sasrec"})
-        return [checkpoint, *export_both(model, checkpoint)]
-    return export_both(model, checkpoint)
 
 
 app = typer.Typer(add_completion=False)
@@ -346,6 +311,8 @@ def main(
             epochs=result.epochs,
             checkpoint=str(output),
         )
+        from ml_pipeline.export.serving import export_serving
+
         exported = export_serving(result.model, output, sequences.vocabulary) if onnx else []
         document["onnx"] = [str(path) for path in exported]
         if run:

@@ -1,31 +1,15 @@
-"""A model's training record: its per-epoch curve (loss, and validation metrics when measured)
-and its offline test metrics, as `<checkpoint>.training.json` beside the checkpoint. It travels
-with the model files (the registry logs it with them), so whoever serves a model can show how
-it was trained; TensorBoard keeps the full view of runs that logged there.
-
-    {"model": "hybrid", "trained_at": "...", "epochs": [{"epoch": 1, "loss": 4.1, ...}],
-     "metrics": {"ndcg@10": 0.12, ...}, "baselines": {"most_popular": {"ndcg@10": 0.05}}}
-"""
+"""Writing a model's training record beside its checkpoint; the file's name and format are
+defined where serving reads it (inference.training_record)."""
 
 from __future__ import annotations
 
-import json
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+from inference.training_record import record_path
 from ml_pipeline.evaluation.results import write_result
-
-log = logging.getLogger(__name__)
-
-SUFFIX = ".training.json"
-
-
-def record_path(checkpoint: Path) -> Path:
-    return checkpoint.with_suffix(SUFFIX)
 
 
 def write_training_record(
@@ -51,19 +35,6 @@ def write_training_record(
         },
     }
     return write_result(document, record_path(checkpoint))
-
-
-def read_training_record(checkpoint: Path) -> dict[str, Any] | None:
-    """The record beside `checkpoint`; None when there is none or it cannot be read."""
-    path = record_path(checkpoint)
-    if not path.is_file():
-        return None
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        log.warning("%s: unreadable training record: %s", path, exc)
-        return None
-    return document if isinstance(document, dict) else None
 
 
 def _number(value: float) -> float | None:

@@ -91,7 +91,8 @@ def catalog_batch(app: str | None = None) -> CatalogBatch:
 def exported_model(folder: Path) -> Path:
     """The styled hybrid saved with its serving model and ONNX graphs (once per session)."""
     from ml_pipeline.data.splits import leave_one_out
-    from ml_pipeline.training.train_transformer import evaluate, export_serving
+    from ml_pipeline.export.serving import export_serving
+    from ml_pipeline.training.train_transformer import evaluate
 
     model, data = trained_hybrid()
     path = folder / "hybrid.pt"

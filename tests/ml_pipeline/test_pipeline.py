@@ -9,7 +9,7 @@ from sqlalchemy import Engine, func, select
 from apps.api.security import SCOPES, ApiKeys
 from apps.demo import STEPS, DemoOptions, PipelineContext, run_demo
 from feature_store.definitions import VIEWS
-from ml_pipeline.training.training_record import read_training_record
+from inference.training_record import read_training_record
 from musicrec.config import Settings
 from musicrec.db.engine import make_engine
 

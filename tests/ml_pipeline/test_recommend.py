@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from ml_pipeline.export.serving import export_serving
 from ml_pipeline.models.sasrec import SASRecConfig
-from ml_pipeline.training.train_transformer import export_both, train_sasrec
+from ml_pipeline.training.train_transformer import train_sasrec
 from tests.ml_pipeline.chain_data import N_ITEMS, chain_data
 
 
@@ -20,7 +21,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = train_sasrec(data, config, epochs=40, batch_size=64, eval_every=0)
     path = tmp_path_factory.mktemp("model") / "model.pt"
     result.model.save(path, data.vocabulary)
-    export_both(result.model, path)
+    export_serving(result.model, path, data.vocabulary)
     return path
 
 

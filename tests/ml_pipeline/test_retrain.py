@@ -10,6 +10,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from inference.model import ServingModel, locate_model
 from ml_pipeline.jobs.retrain import decide, retrain
 from musicrec.config import Settings
 from musicrec.db.bulk import write_batch
@@ -40,6 +41,11 @@ def test_retrain_registers_and_aliases_by_the_decision(tmp_path: Path) -> None:
         first.candidate_version
     )
     assert first.candidate["ndcg@10"] > 0.05  # the styled listeners are easy to predict
+    # The registered version carries every file serving reads (downloaded from the registry).
+    source = locate_model(settings)
+    assert source is not None and source.registered == first.candidate_version
+    served = ServingModel.load(source, engine)
+    assert served.text_path is not None and served.n_items > 0
 
     # The same data and seed again: as good as production, not better by 1000%.
     second = retrain(engine, settings, epochs=3, margin=10.0)

@@ -12,9 +12,10 @@ import torch
 
 from ml_pipeline.data.sequences import TrainBatches, pad_left
 from ml_pipeline.evaluation.metrics import evaluate_full_ranking
+from ml_pipeline.evaluation.scorers import scorers
 from ml_pipeline.models.baselines import MostPopular
 from ml_pipeline.models.sasrec import SASRec, SASRecConfig
-from ml_pipeline.training.train_transformer import scorers, train_sasrec
+from ml_pipeline.training.train_transformer import train_sasrec
 from tests.ml_pipeline.chain_data import N_ITEMS, chain_data
 
 

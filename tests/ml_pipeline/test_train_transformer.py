@@ -64,8 +64,15 @@ def test_train_evaluate_track_and_register(
         document["metrics"]["full_ranking"]["ndcg@10"]
     )
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
-    assert artifacts == {"model/model.pt", "model/model.onnx", "model/model.int8.onnx"}
-    assert document["onnx"] == [str(tmp_path / "model.onnx"), str(tmp_path / "model.int8.onnx")]
+    assert artifacts == {
+        "model/model.pt",
+        "model/model.onnx",
+        "model/model.int8.onnx",
+        "model/model.items.npz",  # vocabulary and item vectors: serving loads no checkpoint
+    }
+    assert {str(tmp_path / name) for name in ("model.int8.onnx", "model.items.npz")} <= set(
+        document["onnx"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -140,4 +147,5 @@ def test_hybrid_from_the_database_with_a_serving_model(
     assert hybrid.config.text_dim == 384 and vocabulary[1].startswith("spotify:track:")
     serving, baked_vocabulary, _ = SASRec.load(tmp_path / "hybrid.serving.pt")
     assert baked_vocabulary == vocabulary
-    assert document["onnx"][-1] == str(tmp_path / "hybrid.serving.int8.onnx")
+    assert str(tmp_path / "hybrid.serving.int8.onnx") in document["onnx"]
+    assert str(tmp_path / "hybrid.seed_scores.onnx") in document["onnx"]  # the text path
