@@ -1,36 +1,98 @@
-"""The `musicrec` command: one entry point for every job (the composition root)."""
+"""The `musicrec` command: one entry point for every job (the composition root).
+
+It only wires commands, and starts fast: the commands whose modules are heavy (Feast, torch,
+pandas, the ingest pipeline) are named in LAZY_COMMANDS and LAZY_GROUPS with their one-line help,
+which `musicrec --help` lists; a module is imported when its command runs (or shows its own
+--help). The commands defined here import what they use inside their function."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer._click import Command, Context  # Typer's own copy of Click: what its groups are made of
+from typer.core import TyperCommand, TyperGroup
 
-from apps.api.keys_cli import app as api_keys_app
-from feature_store.cli import app as features_app
-from ml_pipeline.ingest.cli import app as ingest_app
-from ml_pipeline.interest_graph import generate as interest_graph
-from ml_pipeline.jobs import embed_new_tracks
 from musicrec.console import cli_errors, console, counts_table
-from musicrec.db import migrate
-from musicrec.db.engine import make_engine
-from musicrec.db.stats import catalog_counts
-from musicrec.joblock import job_lock
+
+# name → ("module:function", its help line): listed before the commands defined here.
+LAZY_COMMANDS = {
+    "embed-new-tracks": (
+        "ml_pipeline.jobs.embed_new_tracks:command",
+        "Add catalog tracks that arrived after training to the hybrid model, from their text.",
+    ),
+    "interest-graph": (
+        "ml_pipeline.interest_graph.generate:command",
+        "Build listeners' interest graphs with a language model (or offline) and store them.",
+    ),
+}
+# name → ("module:typer_app", its help line): listed after the groups defined here.
+LAZY_GROUPS = {
+    "ingest": ("ml_pipeline.ingest.cli:app", "Load data into the database (idempotent)."),
+    "features": ("feature_store.cli:app", "The Feast feature store (apply, materialize)."),
+    "api-keys": ("apps.api.keys_cli:app", "Client API keys of the public API (X-API-Key)."),
+}
+
+
+class _Placeholder(TyperCommand):
+    """A lazy command in help listings: its name and help line, nothing imported."""
+
+
+class LazyGroup(TyperGroup):
+    """The root group: Click's lazy-subcommand pattern, with the help listing served from the
+    tables so that `--help` imports nothing either. A placeholder is replaced by the real command
+    when it is resolved: to run, to show its own help, or for shell completion."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        # The order `app.command` and `app.add_typer` would have given: commands, then groups.
+        first = {name: _Placeholder(name, help=line) for name, (_, line) in LAZY_COMMANDS.items()}
+        last = {name: _Placeholder(name, help=line) for name, (_, line) in LAZY_GROUPS.items()}
+        self.commands = {**first, **self.commands, **last}
+
+    def resolve_command(
+        self, ctx: Context, args: list[str]
+    ) -> tuple[str | None, Command | None, list[str]]:
+        if args and isinstance(self.commands.get(args[0]), _Placeholder):
+            self.commands[args[0]] = load_command(args[0])
+        return super().resolve_command(ctx, args)
+
+
+def load_command(name: str) -> Command:
+    """Import a lazy command's module and build the command as `app.command(name)` or
+    `app.add_typer(sub_app, name=name)` would have."""
+    if name in LAZY_COMMANDS:
+        single = typer.Typer(add_completion=False)
+        single.command(name)(_attribute(LAZY_COMMANDS[name][0]))
+        return typer.main.get_command(single)
+    group = typer.main.get_group(_attribute(LAZY_GROUPS[name][0]))
+    group.name = name
+    return group
+
+
+def _attribute(target: str) -> Any:
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
 
 app = typer.Typer(
-    no_args_is_help=True, help="Real-time music recommender.", pretty_exceptions_enable=False
+    cls=LazyGroup,
+    no_args_is_help=True,
+    help="Real-time music recommender.",
+    pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
 app.add_typer(db_app, name="db")
-app.add_typer(ingest_app, name="ingest")
-app.add_typer(features_app, name="features")
-app.add_typer(api_keys_app, name="api-keys")
 
 
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Migrate the database to a revision (default: newest)."""
+    from musicrec.db import migrate
+    from musicrec.db.engine import make_engine
+
     with cli_errors():
         migrate.upgrade(make_engine(), revision)
     console.print(f"database at {revision}")
@@ -39,18 +101,20 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 @db_app.command("downgrade")
 def db_downgrade(revision: Annotated[str, typer.Argument()] = "base") -> None:
     """Migrate the database down to a revision (default: empty)."""
+    from musicrec.db import migrate
+    from musicrec.db.engine import make_engine
+
     with cli_errors():
         migrate.downgrade(make_engine(), revision)
     console.print(f"database at {revision}")
 
 
-app.command("embed-new-tracks")(embed_new_tracks.command)
-app.command("interest-graph")(interest_graph.command)
-
-
 @app.command()
 def summary() -> None:
     """Print what the database holds."""
+    from musicrec.db.engine import make_engine
+    from musicrec.db.stats import catalog_counts
+
     with cli_errors():
         counts = catalog_counts(make_engine())
     console.print(counts_table("catalog", counts))
@@ -136,6 +200,8 @@ def retrain(
     from ml_pipeline.jobs.retrain import metric_row
     from ml_pipeline.jobs.retrain import retrain as run_retrain
     from musicrec.config import get_settings
+    from musicrec.db.engine import make_engine
+    from musicrec.joblock import job_lock
 
     settings = get_settings()
     with cli_errors():
@@ -157,6 +223,8 @@ def promote(
     click rates against the others' since it started."""
     from ml_pipeline.jobs.promote import promote as run_promote
     from musicrec.config import get_settings
+    from musicrec.db.engine import make_engine
+    from musicrec.joblock import job_lock
 
     settings = get_settings()
     with cli_errors():
@@ -179,6 +247,7 @@ def consume_feedback(
     from apps.workers.feedback import FeedbackSink, KafkaConsumerLoop, stop_on_signals
     from feature_store.online import OnlineFeatures
     from musicrec.config import get_settings
+    from musicrec.db.engine import make_engine
     from musicrec.errors import UserError
 
     settings = get_settings()
@@ -213,6 +282,7 @@ def relay_outbox(
     from apps.workers.outbox import OutboxRelay
     from apps.workers.transport import KafkaTransport
     from musicrec.config import get_settings
+    from musicrec.db.engine import make_engine
     from musicrec.errors import UserError
 
     settings = get_settings()

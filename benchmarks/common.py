@@ -1,13 +1,15 @@
-"""Shared helpers for benchmarks: throwaway Postgres schemas and JSON output."""
+"""Shared helpers for benchmarks: throwaway Postgres schemas, progress on stderr and JSON output."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from statistics import mean
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -53,6 +55,21 @@ def load_average() -> list[float]:
     """The machine's 1, 5 and 15 minute load averages, for the record beside a figure (other
     work on the machine moves latencies)."""
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def nearest_rank_ms(samples_ns: list[int]) -> dict[str, float]:
+    """p50, p99 (nearest rank) and mean in ms of latencies in ns."""
+    ordered = sorted(samples_ns)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6, 3)
+
+    return {"p50_ms": at(0.50), "p99_ms": at(0.99), "mean_ms": round(mean(ordered) / 1e6, 3)}
+
+
+def log(message: str) -> None:
+    """Progress on stderr (stdout is for the result)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def emit(result: dict[str, Any]) -> None:

@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from statistics import mean
 from typing import Any
 
 import pandas as pd
@@ -35,7 +34,7 @@ from feast.protos.feast.types.Value_pb2 import Value
 from feast.types import Bool, Float32, Float64, Int64, String
 from feast.value_type import ValueType
 
-from benchmarks.common import emit
+from benchmarks.common import emit, nearest_rank_ms
 from feature_store.fast_online import RedisFeatureReader
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -121,15 +120,6 @@ def _config(tmp: Path, project: str, online_store: dict[str, Any], name: str) ->
     )
 
 
-def _percentiles(samples_ns: list[int]) -> dict[str, float]:
-    ordered = sorted(samples_ns)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6, 3)
-
-    return {"p50_ms": at(0.50), "p99_ms": at(0.99), "mean_ms": round(mean(ordered) / 1e6, 3)}
-
-
 def _fast_call(reader: RedisFeatureReader) -> Callable[[Lookup], Any]:
     def call(lookup: Lookup) -> Any:
         user, tracks = lookup
@@ -192,7 +182,7 @@ def _latencies(
                 started = time.perf_counter_ns()
                 call(lookup)
                 out.append(time.perf_counter_ns() - started)
-    return {name: {**_percentiles(s), "iterations": len(s)} for name, s in samples.items()}
+    return {name: {**nearest_rank_ms(s), "iterations": len(s)} for name, s in samples.items()}
 
 
 def _run_for(call: Callable[[Lookup], Any], lookups: list[Lookup], until: float) -> int:

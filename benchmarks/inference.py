@@ -23,14 +23,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from statistics import mean
 
 import numpy as np
 import onnxruntime as ort
 import torch
 from numpy.typing import NDArray
 
-from benchmarks.common import emit
+from benchmarks.common import emit, nearest_rank_ms
 from ml_pipeline.data.sequences import pad_left
 from ml_pipeline.export.onnx import (
     OnnxScorer,
@@ -86,15 +85,6 @@ def _onnx(scorer: OnnxScorer) -> Method:
     return call
 
 
-def _percentiles(samples_ns: list[int]) -> dict[str, float]:
-    ordered = sorted(samples_ns)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6, 3)
-
-    return {"p50_ms": at(0.50), "p99_ms": at(0.99), "mean_ms": round(mean(ordered) / 1e6, 3)}
-
-
 def _latencies(
     methods: dict[str, Method], requests: Seqs, iterations: int, warmup: int
 ) -> dict[str, dict[str, float]]:
@@ -111,7 +101,7 @@ def _latencies(
             started = time.perf_counter_ns()
             call(seqs)
             samples[name].append(time.perf_counter_ns() - started)
-    return {name: {**_percentiles(s), "iterations": len(s)} for name, s in samples.items()}
+    return {name: {**nearest_rank_ms(s), "iterations": len(s)} for name, s in samples.items()}
 
 
 def main() -> None:

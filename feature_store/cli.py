@@ -26,7 +26,7 @@ AsOf = Annotated[
 def apply_command() -> None:
     """Register entities, views and services (idempotent); writes feature_store.yaml."""
     from feature_store.store import apply
-    from ml_pipeline.ingest.cli import migrated_engine
+    from musicrec.db.migrate import migrated_engine
 
     with cli_errors():
         settings = get_settings()
@@ -44,7 +44,7 @@ def materialize_command(
 ) -> None:
     """Run the feature batch job and load the online store (incremental unless --all)."""
     from feature_store.store import materialize, resolve_as_of
-    from ml_pipeline.ingest.cli import migrated_engine
+    from musicrec.db.migrate import migrated_engine
     from musicrec.joblock import job_lock
 
     with cli_errors(), console.status("computing features") as status:

@@ -22,13 +22,9 @@ from typing import Any
 
 import pandas as pd
 
-from feature_store.compute import (
-    COMPLETED_MS_UNKNOWN,
-    COMPLETED_SHARE,
-    RECENT_TRACKS,
-    SEQUENCE_EVENTS,
-)
 from feature_store.online import OnlineFeatures, recent_tracks
+from feature_store.state_views import RECENT_TRACKS, SEQUENCE_EVENTS
+from feature_store.windowed_views import COMPLETED_MS_UNKNOWN, COMPLETED_SHARE
 from musicrec.events import EventType, ListeningEvent
 from musicrec.timeutil import as_utc
 

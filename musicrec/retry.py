@@ -9,7 +9,7 @@ import time
 
 from prometheus_client import Counter, Gauge
 
-from apps.workers.transport import one_line
+from musicrec.errors import one_line
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from apps.cli import app
+from apps.cli import LAZY_COMMANDS, LAZY_GROUPS, app, load_command
 from musicrec.db.engine import make_engine
 from musicrec.db.stats import catalog_counts
 from tests.ml_pipeline.ingest.mpd_files import playlist, write_slice
@@ -71,3 +71,32 @@ def test_unreachable_database_exits_3(settings_env: Callable[..., None]) -> None
     result = runner.invoke(app, ["summary"])
     assert result.exit_code == 3
     assert "database error: connection to server" in result.output
+
+
+def test_help_lists_every_command_and_imports_none_of_the_heavy_modules() -> None:
+    """`musicrec --help` (and every process started through the CLI) pays only for the CLI."""
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from apps.cli import app\n"
+        "reply = CliRunner().invoke(app, ['--help'], env={'COLUMNS': '200'})\n"
+        "assert reply.exit_code == 0, reply.output\n"
+        "print(reply.output)\n"
+        "heavy = ('torch', 'feast', 'pandas', 'transformers', 'mlflow', 'alembic', 'ml_pipeline',"
+        " 'feature_store', 'inference')\n"
+        "print('imported:', sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "imported: []" in done.stdout
+    for name, (_, help_line) in {**LAZY_COMMANDS, **LAZY_GROUPS}.items():
+        assert name in done.stdout and help_line in done.stdout
+
+
+def test_every_lazy_command_loads_with_the_help_line_listed_for_it() -> None:
+    for name, (_, help_line) in {**LAZY_COMMANDS, **LAZY_GROUPS}.items():
+        command = load_command(name)
+        assert command.name == name
+        assert (command.short_help or command.help) == help_line, name

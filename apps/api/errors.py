@@ -26,8 +26,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from apps.workers.transport import one_line
-from musicrec.errors import UserError
+from musicrec.errors import UserError, one_line
 
 log = logging.getLogger(__name__)
 

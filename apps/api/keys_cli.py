@@ -13,8 +13,7 @@ from rich.table import Table
 from apps.api.security import DEFAULT_SCOPES, NAME_MAX_CHARS, SCOPES, ApiKeys
 from musicrec.config import get_settings
 from musicrec.console import cli_errors, console, err_console
-from musicrec.db.engine import make_engine
-from musicrec.db.migrate import is_current
+from musicrec.db.migrate import migrated_engine
 from musicrec.errors import UserError
 
 app = typer.Typer(no_args_is_help=True, help="Client API keys of the public API (X-API-Key).")
@@ -46,10 +45,8 @@ ScopeOption = Annotated[
 
 @contextmanager
 def _keys() -> Iterator[ApiKeys]:
-    engine = make_engine()
+    engine = migrated_engine()
     try:
-        if not is_current(engine):
-            raise UserError("the database schema is not up to date: run `musicrec db upgrade`")
         yield ApiKeys(engine, cache_seconds=0)
     finally:
         engine.dispose()

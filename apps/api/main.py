@@ -41,7 +41,8 @@ from apps.ml.catalog import Catalog
 from apps.ml.client import EmbeddedML, MLBackend, RemoteML
 from apps.ml.service import MLService
 from apps.workers.feedback import FeedbackSink, InProcessConsumer
-from apps.workers.transport import EventTransport, InProcessTransport, transport_for
+from apps.workers.outbox import transport_for
+from apps.workers.transport import EventTransport, InProcessTransport
 from feature_store.online import OnlineFeatures
 from musicrec.config import Settings, get_settings
 from musicrec.db.engine import make_engine

@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import Connection, Engine, Table, insert, select
 from sqlalchemy.exc import DBAPIError, StatementError
 
-from apps.workers.transport import InProcessTransport, decode, one_line
+from apps.workers.transport import InProcessTransport, decode
 from musicrec.config import Settings
 from musicrec.db.bulk import BatchWriter
 from musicrec.db.models import DeadEvent, Track
 from musicrec.db.models import ListeningEvent as EventRow
+from musicrec.errors import one_line
 from musicrec.events import ListeningEvent, escape_unstorable
 from musicrec.records import CatalogBatch, EventRecord
 from musicrec.retry import Retrying

@@ -1,6 +1,7 @@
 """The outbox: Kafka down does not mean feedback lost. OutboxTransport hands events Kafka does
 not acknowledge to the event_outbox table in the main database; OutboxRelay (`musicrec
-relay-outbox`) publishes them to Kafka later, oldest first, and deletes each once acknowledged."""
+relay-outbox`) publishes them to Kafka later, oldest first, and deletes each once acknowledged.
+`transport_for` picks the API's transport: Kafka behind the outbox, or the in-process queue."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from prometheus_client import Gauge
 from sqlalchemy import Engine, Table, delete, false, func, select
@@ -19,13 +20,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from apps.workers.transport import (
     EventTransport,
+    InProcessTransport,
     KafkaTransport,
     TransportError,
     decode,
     encode,
-    one_line,
 )
+from musicrec.config import Settings
+from musicrec.db.engine import make_engine
 from musicrec.db.models import EventOutbox
+from musicrec.errors import one_line
 from musicrec.events import ListeningEvent
 from musicrec.retry import Retrying
 
@@ -271,3 +275,26 @@ class OutboxRelay:
 
     def stop(self) -> None:
         self._stopping.set()
+
+
+def transport_for(settings: Settings, engine: Engine | None = None) -> EventTransport:
+    """Kafka with the outbox in the main database (`engine`, or one of its own) as fallback
+    when Kafka is configured; the in-process queue otherwise."""
+    if settings.kafka_bootstrap_servers:
+        kafka = KafkaTransport(
+            settings.kafka_bootstrap_servers,
+            settings.kafka_feedback_topic,
+            timeout_seconds=settings.kafka_publish_timeout_seconds,
+        )
+        options: dict[str, Any] = {
+            "breaker_seconds": settings.kafka_breaker_seconds,
+            "check_seconds": settings.database_timeout_seconds,
+        }
+        if engine is not None:
+            return OutboxTransport(kafka, engine, **options)
+        own = make_engine(settings=settings, serving=True)
+        return OutboxTransport(kafka, own, owns_engine=True, **options)
+    assert settings.event_queue_path is not None  # derived by Settings
+    return InProcessTransport(
+        settings.event_queue_path, timeout_seconds=settings.event_publish_timeout_seconds
+    )

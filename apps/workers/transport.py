@@ -7,8 +7,9 @@ event twice, and the sink (apps.workers.feedback) stores and counts it once by i
 
 - KafkaTransport (services mode): the topic settings.kafka_feedback_topic, keyed by user_id so
   one listener's events stay in order on one partition. Behind the API it is wrapped in an
-  OutboxTransport (apps.workers.outbox): events Kafka does not take go to the event_outbox table,
-  and OutboxRelay (`musicrec relay-outbox`) publishes them later.
+  OutboxTransport (apps.workers.outbox, which also picks the API's transport: `transport_for`):
+  events Kafka does not take go to the event_outbox table, and OutboxRelay
+  (`musicrec relay-outbox`) publishes them later.
 - InProcessTransport (embedded default): a queue in a SQLite file that a consumer thread in the
   same process drains (apps.workers.feedback.InProcessConsumer).
 """
@@ -26,9 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import Engine
 
-from musicrec.config import Settings
+from musicrec.errors import one_line
 from musicrec.events import ListeningEvent
 
 if TYPE_CHECKING:
@@ -52,33 +52,6 @@ class EventTransport(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def transport_for(settings: Settings, engine: Engine | None = None) -> EventTransport:
-    """Kafka with the outbox in the main database (`engine`, or one of its own) as fallback
-    when Kafka is configured; the in-process queue otherwise."""
-    if settings.kafka_bootstrap_servers:
-        from musicrec.db.engine import make_engine
-
-        kafka = KafkaTransport(
-            settings.kafka_bootstrap_servers,
-            settings.kafka_feedback_topic,
-            timeout_seconds=settings.kafka_publish_timeout_seconds,
-        )
-        from apps.workers.outbox import OutboxTransport
-
-        options: dict[str, Any] = {
-            "breaker_seconds": settings.kafka_breaker_seconds,
-            "check_seconds": settings.database_timeout_seconds,
-        }
-        if engine is not None:
-            return OutboxTransport(kafka, engine, **options)
-        own = make_engine(settings=settings, serving=True)
-        return OutboxTransport(kafka, own, owns_engine=True, **options)
-    assert settings.event_queue_path is not None  # derived by Settings
-    return InProcessTransport(
-        settings.event_queue_path, timeout_seconds=settings.event_publish_timeout_seconds
-    )
 
 
 def encode(event: ListeningEvent) -> bytes:
@@ -328,9 +301,3 @@ class InProcessTransport:
             yield
         finally:
             self._lock.release()
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's first line, for log lines and error messages."""
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

@@ -17,9 +17,7 @@ from ml_pipeline.ingest.lyrics import join_lyrics
 from ml_pipeline.ingest.mpd import mpd_files
 from musicrec.console import cli_errors, console, counts_table, err_console, fail
 from musicrec.db.bulk import write_batch
-from musicrec.db.engine import make_engine
-from musicrec.db.migrate import is_current
-from musicrec.errors import UserError
+from musicrec.db.migrate import migrated_engine
 
 app = typer.Typer(no_args_is_help=True, help="Load data into the database (idempotent).")
 
@@ -27,13 +25,6 @@ SkipBad = Annotated[
     bool,
     typer.Option("--skip-bad", help="Pass over bad records and count them instead of failing."),
 ]
-
-
-def migrated_engine() -> Engine:
-    engine = make_engine()
-    if not is_current(engine):
-        raise UserError("the database schema is not up to date: run `musicrec db upgrade`")
-    return engine
 
 
 def _progress() -> Progress:

@@ -18,14 +18,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
-from feast import FeatureStore
 from sqlalchemy import Engine, func, select
 
-from feature_store import store as feature_store
 from ml_pipeline.interest_graph.generator import Outcome, generate_graph
 from ml_pipeline.interest_graph.local import LocalProvider
 from ml_pipeline.interest_graph.providers import GraphProvider, ProviderUnavailable, Usage
@@ -41,6 +38,9 @@ from ml_pipeline.interest_graph.summary import summarize
 from musicrec.config import Settings
 from musicrec.db.models import ListeningEvent, User
 from musicrec.errors import UserError
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 log = logging.getLogger(__name__)
 PROVIDERS = ("local", "anthropic", "openai")
@@ -139,6 +139,8 @@ def generate_interest_graphs(
 def _online_store(settings: Settings, engine: Engine) -> FeatureStore | None:
     """The feature store with the current definitions applied; None when it cannot be reached:
     the graphs are still worth storing, and materialization carries the profiles online."""
+    from feature_store import store as feature_store  # Feast: imported when the job runs
+
     try:
         return feature_store.apply(settings, engine)
     except Exception as exc:  # noqa: BLE001 — Redis, the registry: any of them may be down
@@ -152,6 +154,8 @@ def push_profiles(store: FeatureStore | None, profiles: dict[str, str], when: da
         return 0
     if store is None:
         return len(profiles)
+    import pandas as pd
+
     rows = [
         {"user_id": k, "profile": p, "event_timestamp": when, "created": when}
         for k, p in profiles.items()

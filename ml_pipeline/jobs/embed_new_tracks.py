@@ -14,8 +14,6 @@ from typing import Annotated
 import typer
 from sqlalchemy import Engine
 
-from ml_pipeline.data.track_texts import texts_from_database
-from ml_pipeline.models.text_encoder import TextEncoder, embed_texts
 from musicrec.config import Settings
 from musicrec.errors import UserError
 
@@ -33,8 +31,11 @@ def embed_new_tracks(
 ) -> EmbedReport:
     """Add every catalog track the model does not know; rewrite the checkpoint (atomically)
     and the serving model beside it."""
-    from ml_pipeline.models.hybrid import HybridSASRec  # torch: imported when the command runs
-    from ml_pipeline.training.train_transformer import export_serving
+    # torch, pandas, the tokenizer: imported when the job runs, not for the CLI's --help
+    from ml_pipeline.data.track_texts import texts_from_database
+    from ml_pipeline.export.serving import export_serving
+    from ml_pipeline.models.hybrid import HybridSASRec
+    from ml_pipeline.models.text_encoder import TextEncoder, embed_texts
 
     if not checkpoint.is_file():
         raise UserError(f"{checkpoint}: no such checkpoint")

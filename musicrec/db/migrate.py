@@ -12,6 +12,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
 from musicrec.config import REPO_ROOT
+from musicrec.db.engine import make_engine
+from musicrec.errors import UserError
 
 
 def _config(engine: Engine) -> Config:
@@ -61,3 +63,13 @@ def is_current(engine: Engine) -> bool:
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_heads()
     return set(current) == set(script.get_heads())
+
+
+def migrated_engine() -> Engine:
+    """An engine on the configured database, refused until the database is migrated to the
+    newest revision: what a command that reads or writes the tables starts with."""
+    engine = make_engine()
+    if not is_current(engine):
+        engine.dispose()
+        raise UserError("the database schema is not up to date: run `musicrec db upgrade`")
+    return engine

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, func, select, update
 
-from feature_store.compute import RECENT_TRACKS, compute_features
+from feature_store.compute import compute_features
+from feature_store.state_views import RECENT_TRACKS
 from musicrec.db.bulk import write_batch
 from musicrec.db.models import (
     FEAT_TRACK_AUDIO_FEATURES,

@@ -13,9 +13,9 @@ import pytest
 import redis
 from sqlalchemy import Engine
 
-from feature_store.compute import RECENT_TRACKS
 from feature_store.online import OnlineFeatures, UnknownFeature, recent_tracks
 from feature_store.push import push_events
+from feature_store.state_views import RECENT_TRACKS
 from feature_store.store import materialize, open_store
 from musicrec.config import Settings
 from musicrec.db.bulk import write_batch

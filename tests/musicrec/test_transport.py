@@ -13,13 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from apps.workers.outbox import OutboxTransport
-from apps.workers.transport import (
-    InProcessTransport,
-    KafkaTransport,
-    TransportError,
-    transport_for,
-)
+from apps.workers.outbox import OutboxTransport, transport_for
+from apps.workers.transport import InProcessTransport, KafkaTransport, TransportError
 from musicrec.config import REPO_ROOT, Settings
 from musicrec.events import ListeningEvent
 from tests.musicrec.conftest import MOCK_API_VERSION, play_events
