@@ -11,6 +11,7 @@ reference the graphs are checked against).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,7 +77,7 @@ def seed_texts(matches: list[SeedMatch]) -> list[str]:
     return [track_text(m.seed.name, m.seed.artist) for m in matches if not m.in_model]
 
 
-class SeedRecommender:
+class SeedRecommender(ABC):
     """Matching and ranking over a model's vocabulary; subclasses score (`scores_for`)."""
 
     def __init__(self, vocabulary: list[str], engine: Engine) -> None:
@@ -124,8 +125,9 @@ class SeedRecommender:
         scores[[m.item for m in matches if m.item is not None]] = -np.inf
         return scores
 
+    @abstractmethod
     def raw_scores(self, matches: list[SeedMatch]) -> NDArray[np.float32]:
-        raise NotImplementedError
+        """Scores of every item after the matched seeds (the ONNX or the torch path)."""
 
 
 class TextSeeds(SeedRecommender):
