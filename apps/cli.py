@@ -19,6 +19,10 @@ from musicrec.console import cli_errors, console, counts_table
 
 # name → ("module:function", its help line): listed before the commands defined here.
 LAZY_COMMANDS = {
+    "train-recommender": (
+        "ml_pipeline.jobs.train_recommender:command",
+        "Train the two-stage recommender (candidate sources + LightGBM ranker) on MPD playlists.",
+    ),
     "embed-new-tracks": (
         "ml_pipeline.jobs.embed_new_tracks:command",
         "Add catalog tracks that arrived after training to the hybrid model, from their text.",

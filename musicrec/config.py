@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str | None = None
 
     sequential_model_path: Path | None = None
+    # The two-stage recommender (`musicrec train-recommender`); default var/models/recommender.
+    recommender_path: Path | None = None
 
     # Experiment tracking. MLflow's plain-folder backend is deprecated in MLflow 3, so the local
     # default is a SQLite file plus an artifact folder under var/; point MLFLOW_TRACKING_URI at a

@@ -11,7 +11,6 @@ from apps.api.state import ApiState
 from apps.ml.client import MLUnavailable
 from apps.ml.responses import popular
 from apps.ml.schemas import Recommendations
-from apps.ml.service import NoSeedMatched
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +24,6 @@ async def recommendations(
 ) -> Recommendations:
     try:
         return _observed(route, await call)
-    except NoSeedMatched:
-        raise
     except MLUnavailable as exc:
         reason = str(exc)
     except Exception:  # a bug or a broken model must not take recommendations down

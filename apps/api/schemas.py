@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from apps.ml.schemas import ModelsReport, RecommendedTrack, SeedTrack
 from musicrec.events import (
@@ -22,11 +22,25 @@ MAX_EVENTS = 500
 
 
 class PredictRequest(BaseModel):
+    """A playlist to continue: its tracks so far, its title, or both."""
+
     tracks: list[SeedTrack] = Field(
-        min_length=1,
+        default_factory=list,
         max_length=MAX_SEEDS,
-        description="Tracks the listener played or likes, oldest first; the last 50 are read",
+        description="Tracks the listener played or likes, oldest first",
     )
+    name: StorableText | None = Field(
+        default=None,
+        max_length=256,
+        description="The playlist's title: with no tracks, recommendations come from it alone",
+        examples=["summer road trip"],
+    )
+
+    @model_validator(mode="after")
+    def _something_to_go_on(self) -> PredictRequest:
+        if not self.tracks and not (self.name and self.name.strip()):
+            raise ValueError("give tracks, a playlist name, or both")
+        return self
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -44,6 +58,10 @@ class PredictRequest(BaseModel):
 
 class PredictResponse(BaseModel):
     recommended_tracks: list[RecommendedTrack]
+    unmatched_seeds: list[int] = Field(
+        default_factory=list,
+        description="Positions (from 0) of the seed tracks that matched no known track",
+    )
 
 
 class FeedbackEvent(BaseModel):

@@ -18,7 +18,7 @@ from apps.ml.schemas import (
     Recommendations,
     UserQuery,
 )
-from apps.ml.service import MLService, NoSeedMatched
+from apps.ml.service import MLService
 
 
 class MLUnavailable(Exception):
@@ -87,8 +87,6 @@ class RemoteML:
             )
         except httpx.HTTPError as exc:
             raise MLUnavailable(f"ML service unreachable ({type(exc).__name__})") from exc
-        if reply.status_code == 422:
-            raise NoSeedMatched(reply.json().get("detail", "no seed matched"))
         if reply.status_code >= 400:
             raise MLUnavailable(f"ML service answered {reply.status_code}")
         return reply.content

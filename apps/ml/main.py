@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from apps.ml.metrics import metrics_response
@@ -22,7 +22,6 @@ from apps.ml.schemas import (
     Recommendations,
     UserQuery,
 )
-from apps.ml.seeds import NoSeedMatched
 from apps.ml.service import MLService
 from musicrec.config import get_settings
 from musicrec.db.engine import make_engine
@@ -46,10 +45,6 @@ def create_app(service: MLService | None = None) -> FastAPI:
 
     def svc(request: Request) -> MLService:
         return request.app.state.service
-
-    @app.exception_handler(NoSeedMatched)
-    async def no_seed(_: Request, exc: NoSeedMatched) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.post("/internal/recommendations", response_model=Recommendations)
     async def recommendations(query: UserQuery, request: Request) -> Recommendations:

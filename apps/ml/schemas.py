@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from inference.diversity import Diversity
 from musicrec.events import USER_ID_MAX_CHARS, StorableText
 
-MAX_K = 100
+MAX_K = 500  # the RecSys Challenge's list length
 # What produced a response: the model, the popularity list, or the listener's last response
 # kept while the feature store was unreachable.
 Source = Literal["model", "popularity", "cached"]
@@ -49,7 +49,12 @@ class Recommendations(BaseModel):
     model_version: str | None = None
     diversity: Diversity
     unmatched_seeds: int = Field(
-        default=0, description="/predict seeds not in the catalog (read from their text)"
+        default=0, description="How many /predict seeds matched no known track"
+    )
+    unmatched: list[int] = Field(
+        default_factory=list,
+        description="Positions (from 0) of the seeds that matched no known track: they count "
+        "by their artist and text only",
     )
 
 
@@ -62,7 +67,8 @@ class UserQuery(BaseModel):
 
 
 class PredictQuery(BaseModel):
-    tracks: list[SeedTrack] = Field(min_length=1, max_length=100)
+    tracks: list[SeedTrack] = Field(default_factory=list, max_length=100)
+    name: str = Field(default="", max_length=256, description="The playlist's title")
     k: int = Field(default=20, ge=1, le=MAX_K)
     diversity: float = Field(default=0.0, ge=0, le=1)
 

@@ -12,11 +12,6 @@ from inference.cold_start import SeedMatch
 from inference.cold_start import SeedTrack as Seed
 from inference.model import ServingModel
 from inference.scoring import top_items
-from musicrec.errors import UserError
-
-
-class NoSeedMatched(UserError):
-    """No /predict seed could be matched or read (HTTP 422)."""
 
 
 def seed_candidates(
@@ -36,11 +31,6 @@ def seed_candidates(
         all_scores = model.text_path.scores_for(matches)
         candidates = top_items(all_scores[None, :], min(n, model.n_items))[0]
         scores = all_scores[candidates]
-    elif known:
+    else:  # the service answers a request with no seed known or read from popularity instead
         candidates, scores = model.candidates(known, n)
-    else:
-        raise NoSeedMatched(
-            "none of the tracks is known to the model, and it cannot read unknown tracks "
-            "from their text (not a hybrid model)"
-        )
     return candidates, scores, known

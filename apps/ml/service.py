@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Engine, text
 
-from apps.ml import metrics
+from apps.ml import metrics, two_stage
 from apps.ml.catalog import Catalog
 from apps.ml.last_responses import LastResponses
 from apps.ml.responses import popular, response, track
@@ -32,7 +32,7 @@ from apps.ml.schemas import (
     Recommendations,
     UserQuery,
 )
-from apps.ml.seeds import NoSeedMatched, seed_candidates
+from apps.ml.seeds import seed_candidates
 from feature_store.online import OnlineFeatures, recent_tracks
 from inference.diversity import mmr
 from inference.interest_graph.affinity import InterestProfile, rerank_scores
@@ -72,6 +72,7 @@ class MLService:
         self._probes = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="probe")
         self._model: ServingModel | None = None
         self._canary: ServingModel | None = None
+        self._recommender: two_stage.LoadedRecommender | None = None
         self._reload_lock = threading.Lock()
         self._last_error: str | None = None
         self._stop = threading.Event()
@@ -97,6 +98,7 @@ class MLService:
                     self._swap(source)
                     metrics.MODEL_RELOADS.labels(outcome="loaded").inc()
                 self._reload_canary()
+                self._reload_recommender()
                 self._last_error = None
             except Exception as exc:  # a half-written or bad model must not stop serving
                 log.exception("model reload failed")
@@ -117,6 +119,24 @@ class MLService:
                 source.version,
                 100 * self.settings.canary_share,
             )
+
+    @property
+    def recommender(self) -> two_stage.LoadedRecommender | None:
+        return self._recommender
+
+    def _reload_recommender(self) -> None:
+        path = two_stage.recommender_path(self.settings)
+        version = two_stage.recommender_version(path)
+        current = self._recommender
+        if version is None:
+            self._recommender = None
+        elif (
+            current is None
+            or two_stage.recommender_version(current.path) != version
+            or (current.path != path)
+        ):
+            self._recommender = two_stage.load(path)
+            log.info("serving recommender %s (%d items)", version, self._recommender.n_items)
 
     def model_for(self, user_id: str) -> ServingModel | None:
         """The canary for the listeners in its share, else production."""
@@ -251,6 +271,8 @@ class MLService:
         except FeaturesUnavailable as exc:
             return self._degraded(query, str(exc))
         history = recent_tracks(values)
+        if (loaded := self._recommender) is not None and history:
+            return self._recommend_two_stage(loaded, query, history, values)
         model = self.model_for(query.user_id)
         if model is None:
             return self._popular(query, set(history), "no model loaded", fallback=True)
@@ -275,6 +297,35 @@ class MLService:
         metrics.RECOMMENDATIONS.labels(route="user", source="model").inc()
         return result
 
+    def _recommend_two_stage(
+        self,
+        loaded: two_stage.LoadedRecommender,
+        query: UserQuery,
+        history: list[str],
+        values: dict[str, Any],
+    ) -> Recommendations:
+        """The two-stage path for a listener: their recent tracks are the seeds; what they
+        played or skipped lately is left out; their interest graph re-weights the ranking."""
+        seeds = two_stage.history_query(loaded, self.catalog, history)
+        items, scores = loaded.recommender.recommend(seeds, CANDIDATES)
+        table = loaded.recommender.items
+        heard = set(history)
+        fresh = [j for j, i in enumerate(items.tolist()) if table.uris[i] not in heard]
+        keep = self._not_played(query, [table.uris[items[j]] for j in fresh], fresh)
+        keep = keep[: loaded.pool_size(query.k)]
+        pool, pool_scores = items[keep], scores[keep].astype(np.float64)
+        if (profile := values.get("user_interest_graph__profile")) and self.facets is not None:
+            uris = [table.uris[i] for i in pool.tolist()]
+            pool_scores = self._interest_scores(profile, uris, pool_scores).astype(np.float64)
+        result = two_stage.answer(
+            loaded, self.catalog, seeds, pool, pool_scores, query.k, query.diversity
+        )
+        result.user_id = query.user_id
+        result.unmatched, result.unmatched_seeds = [], 0
+        self.last_responses.put(query.user_id, result)
+        metrics.RECOMMENDATIONS.labels(route="user", source="model").inc()
+        return result
+
     def _load_facets(self) -> Facets | None:
         if self.settings.interest_graph_weight <= 0:
             return None
@@ -291,12 +342,19 @@ class MLService:
         scores as they are when there is no graph to read (a profile is never worth a 500)."""
         if self.facets is None or len(pool) < 2:
             return scores
+        return self._interest_scores(profile, [model.vocabulary[i] for i in pool.tolist()], scores)
+
+    def _interest_scores(
+        self, profile: str, uris: list[str], scores: NDArray[np.floating]
+    ) -> NDArray[np.floating]:
+        if self.facets is None or len(uris) < 2:
+            return scores
         try:
             interests = InterestProfile.from_json(profile)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("unreadable interest profile: %s", exc)
             return scores
-        affinity = interests.affinity(self.facets, [model.vocabulary[i] for i in pool.tolist()])
+        affinity = interests.affinity(self.facets, uris)
         return rerank_scores(scores, affinity, self.settings.interest_graph_weight)
 
     def _not_played(self, query: UserQuery, uris: list[str], keys: list[int]) -> list[int]:
@@ -327,7 +385,20 @@ class MLService:
         return kept
 
     def predict(self, query: PredictQuery) -> Recommendations:
-        """Recommendations after seed tracks named by title and artist (a new listener)."""
+        """Recommendations after seed tracks named by title and artist, and the playlist's
+        title (a new listener): the two-stage recommender when one is loaded."""
+        if (loaded := self._recommender) is not None:
+            seeds = two_stage.predict_query(loaded, query)
+            items, scores = two_stage.ranked_pool(loaded, seeds, query.k, query.diversity)
+            result = two_stage.answer(
+                loaded, self.catalog, seeds, items, scores, query.k, query.diversity
+            )
+            metrics.RECOMMENDATIONS.labels(route="predict", source="model").inc()
+            return result
+        return self._predict_sequential(query)
+
+    def _predict_sequential(self, query: PredictQuery) -> Recommendations:
+        """/predict from the sequential model alone (no two-stage recommender on disk)."""
         model = self._model
         model_tracks = model.index if model is not None else {}
         matched = [
@@ -335,11 +406,13 @@ class MLService:
             for s in query.tracks
         ]
         unmatched = sum(uri is None for uri in matched)
-        if model is None:
-            if unmatched == len(matched):
-                raise NoSeedMatched("none of the tracks is in the catalog")
+        nothing_known = unmatched == len(matched) and (model is None or model.text_path is None)
+        if model is None or nothing_known or not query.tracks:
             seeds = {uri for uri in matched if uri}
-            result = self._popular(query, seeds, "no model loaded", fallback=True, route="predict")
+            reason = "no model loaded" if model is None else "no seed matched"
+            reason = "no seed tracks" if model is not None and not query.tracks else reason
+            result = self._popular(query, seeds, reason, fallback=True, route="predict")
+            result.unmatched = [n for n, uri in enumerate(matched) if uri is None]
             result.unmatched_seeds = unmatched
             return result
         candidates, scores, known = seed_candidates(model, query.tracks, matched, CANDIDATES)
@@ -351,6 +424,7 @@ class MLService:
         ]
         reason = f"because you like {query.tracks[-1].track_name}"
         result = self._ranked(query, candidates[keep], scores[keep], model, known, reason)
+        result.unmatched = [n for n, uri in enumerate(matched) if uri is None]
         result.unmatched_seeds = unmatched
         metrics.RECOMMENDATIONS.labels(route="predict", source="model").inc()
         return result

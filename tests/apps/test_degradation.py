@@ -90,7 +90,8 @@ def test_no_model_serves_popularity(make_env: Callable[..., ServingEnv], tmp_pat
         nothing = client.post(
             "/predict", json={"tracks": [{"track_name": "Unheard Of", "artist_name": "Nobody"}]}
         )
-        assert nothing.status_code == 422 and "none of the tracks" in nothing.json()["detail"]
+        assert nothing.status_code == 200 and nothing.json()["unmatched_seeds"] == [0]
+        assert nothing.headers["X-Fallback-Reason"] == "no model loaded"
         assert client.get("/readyz").json()["checks"]["model"].startswith("none")
 
 

@@ -1,5 +1,6 @@
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,8 @@ RESULT = {
 BLOCKS = "".join(
     f"<!-- generated:{name} -->\n<!-- end:{name} -->\n"
     for name in (
+        "continuation",
+        "continuation-tuning",
         "models",
         "cold-start",
         "onnx-parity",
@@ -105,7 +108,9 @@ def test_benchmarks_not_run_yet_say_so(tmp_path: Path, results: Path) -> None:
     doc.write_text("<!-- generated:sequential -->\n<!-- end:sequential -->\n" + BLOCKS)
     main(doc, results)
     # cold start, inference, training speed, interest graph
-    assert doc.read_text().count("(not measured yet)") == 4
+    assert (
+        doc.read_text().count("(not measured yet)") == 5
+    )  # 4 benchmarks and the continuation runs
 
 
 def _doc(model: str, split: str, **metrics: dict[str, float]) -> dict[str, object]:
@@ -180,3 +185,48 @@ def test_interest_graph_table() -> None:
     table = interest_graph_table(doc)
     assert "| whole graph | 2.0 | 0.1000 | 0.1250 | +0.0250 ± 0.0100 |" in table
     assert "90 validation and 95 test playlists evaluated" in table
+
+
+def test_continuation_tables_show_each_system_with_intervals_and_the_ratio_to_als() -> None:
+    from ml_pipeline.evaluation.continuation_report import continuation_tables, tuning_tables
+
+    def run(model: str, ndcg: float) -> dict[str, Any]:
+        metrics = {
+            "cases": 10,
+            "ndcg@10": ndcg,
+            "ndcg@10_ci95": [ndcg - 0.01, ndcg + 0.01],
+            "hr@10": 0.5,
+            "recall@10": 0.1,
+            "r_precision": ndcg / 2,
+            "r_precision_ci95": [0.0, 1.0],
+            "ndcg@500": 0.3,
+            "cold_share_of_correct_top10": 0.0,
+            "ms_per_query": 2.0,
+        }
+        return {
+            "dataset": "mpd",
+            "split": "test",
+            "model": model,
+            "commit": "abc",
+            "files": {"train": 8, "valid": 1, "test": 1},
+            "metrics": {f"seeds_{n}": metrics for n in (0, 1, 5, 10, 25)},
+        }
+
+    text = continuation_tables([run("two_stage", 0.3), run("als", 0.2)])
+    assert text.index("| als |") < text.index("**two-stage**")  # peers first
+    assert "| 1.50× | 1.50× |" in text and "0.3000 [0.290, 0.310]" in text
+    assert continuation_tables([]) == "(not measured yet)"
+    tuning = {
+        "objective": "mean",
+        "commit": "abc",
+        "als": {
+            "grid": {"als_factors": [8, 16]},
+            "rows": [
+                {"als_factors": 8, "ndcg@10_1": 0.1, "ndcg@10_5": 0.2, "objective": 0.15},
+                {"als_factors": 16, "ndcg@10_1": 0.2, "ndcg@10_5": 0.2, "objective": 0.2},
+            ],
+            "best": {"als_factors": 16, "objective": 0.2},
+        },
+    }
+    table = tuning_tables(tuning)
+    assert "best als_factors = 16" in table and table.index("| 16 |") < table.index("| 8 |")

@@ -2,13 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response
 
 from apps.api.deps import LIMITED, StateDep, anonymous_client
 from apps.api.recommending import recommendations
 from apps.api.schemas import PredictRequest, PredictResponse, Problem
 from apps.ml.schemas import MAX_K, PredictQuery
-from apps.ml.service import NoSeedMatched
 
 router = APIRouter(tags=["recommendations"], responses=LIMITED)
 
@@ -17,7 +16,7 @@ router = APIRouter(tags=["recommendations"], responses=LIMITED)
     "/predict",
     response_model=PredictResponse,
     dependencies=[Depends(anonymous_client)],
-    responses={422: {"model": Problem, "description": "Invalid body, or no track matched"}},
+    responses={422: {"model": Problem, "description": "Invalid body"}},
 )
 async def predict(
     body: PredictRequest,
@@ -26,18 +25,16 @@ async def predict(
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many tracks")] = 20,
     diversity: Annotated[float, Query(ge=0, le=1)] = 0.0,
 ) -> PredictResponse:
-    """Recommendations for a new listener from a few tracks named by title and artist. Tracks
-    the catalog lacks are read from their text by the hybrid model. How the answer was made is
+    """Continue a playlist: recommendations from its tracks (named by URI, or title and artist)
+    and its title, either one alone or both. Seeds that match no known track are listed in
+    `unmatched_seeds` and count by their artist and the title. How the answer was made is
     in the headers: X-Recommendation-Source (model, popularity), X-Model-Version, and
     X-Fallback-Reason when it is a fallback."""
-    query = PredictQuery(tracks=body.tracks, k=k, diversity=diversity)
-    try:
-        result = await recommendations(state, "predict", state.ml.predict(query), k, diversity)
-    except NoSeedMatched as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    query = PredictQuery(tracks=body.tracks, name=body.name or "", k=k, diversity=diversity)
+    result = await recommendations(state, "predict", state.ml.predict(query), k, diversity)
     response.headers["X-Recommendation-Source"] = result.source
     response.headers["X-Model-Version"] = result.model_version or "none"
     response.headers["X-Unmatched-Seeds"] = str(result.unmatched_seeds)
     if result.fallback_reason:
         response.headers["X-Fallback-Reason"] = result.fallback_reason
-    return PredictResponse(recommended_tracks=result.tracks)
+    return PredictResponse(recommended_tracks=result.tracks, unmatched_seeds=result.unmatched)

@@ -1,0 +1,2 @@
+"""The two-stage recommender: candidate sources, the ranker's features, the LightGBM ranker,
+and the model's directory."""
