@@ -17,9 +17,12 @@ failing on the key: track_audio_features stamps a track changed after `as_of` at
 re-run at the same `as_of` (historical data: `as_of` is the newest event) after new audio
 features were joined recomputes the rows of that instant, now with the new values.
 
-user_recent_tracks is not windowed: a run writes one row per user with a play or click since
-the previous run (everyone on the first run or a rebuild), holding their last RECENT_TRACKS
-such events as of `as_of`.
+user_recent_tracks is not windowed: a run writes one row per user with a sequence event (play,
+click or like) since the previous run (everyone on the first run or a rebuild), holding their
+last RECENT_TRACKS such events as of `as_of`.
+
+The feedback push (feature_store.push) sends rows computed by the same SQL (WindowedView.values,
+recent_tracks_rows), so the online values of the pushed views do not depend on the path.
 
 The same SQL runs on Postgres and SQLite; ratios, square roots and clipping are done in pandas.
 
@@ -35,7 +38,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import Connection, Engine, delete, func, insert, or_, select
 
 from feature_store.feature_sql import E, in_window, records, upsert
@@ -106,10 +108,8 @@ def _compute_windowed(
     previous = as_utc(last) if last is not None else None
     rows = snapshots = 0
     for at in _snapshot_times(conn, view, previous, as_of):
-        changed = _changed_entities(view, previous, at)
-        df = pd.DataFrame(conn.execute(view.aggregate(changed, at)).mappings().all())
+        df = view.values(conn, _changed_entities(view, previous, at), at)
         if not df.empty:
-            df = view.finish(df)
             df["event_timestamp"] = df["created"] = at  # known from events up to `at` only
             upsert(conn, view.table, records(df))
             rows += len(df)

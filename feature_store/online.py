@@ -50,7 +50,7 @@ def _defaults() -> dict[str, Any]:
 
 DEFAULTS = {
     **_defaults(),
-    # No play or click on record: an empty sequence, which the model handles as cold start.
+    # No play, click or like on record: an empty sequence, which the model handles as cold start.
     "user_recent_tracks__track_ids": "",
     "user_recent_tracks__n_tracks": 0,
     "user_interest_graph__profile": "",  # no graph yet: ranking is the model's alone

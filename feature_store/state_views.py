@@ -1,14 +1,15 @@
 """The feature tables that are not windowed: track_audio_features (a track's intrinsic data,
 a row per track changed since the last run) and user_recent_tracks (each listener's last
-RECENT_TRACKS plays and clicks, the SASRec input sequence). Each function brings its table up to
-`as_of` on the batch job's connection (feature_store.compute runs them)."""
+RECENT_TRACKS plays, clicks and likes, the SASRec input sequence). Each function brings its
+table up to `as_of` on the batch job's connection (feature_store.compute runs them)."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, and_, delete, func, select
+from sqlalchemy import Connection, Select, and_, delete, func, or_, select
 
 from feature_store.feature_sql import E, T, U, upsert
 from musicrec.db.models import (
@@ -16,16 +17,17 @@ from musicrec.db.models import (
     FEAT_TRACK_AUDIO_FEATURES,
     FEAT_USER_RECENT_TRACKS,
     Artist,
+    ListeningEvent,
     Track,
     User,
 )
-from musicrec.events import EventType
+from musicrec.events import SEQUENCE_EVENTS
 from musicrec.text import text_id, track_text
 from musicrec.timeutil import as_utc
 
-# user_recent_tracks: the SASRec input sequence, made of these events, at most this long.
+# user_recent_tracks: the SASRec input sequence, made of musicrec.events.SEQUENCE_EVENTS (those
+# training reads), at most this long.
 RECENT_TRACKS = 50
-SEQUENCE_EVENTS = (EventType.PLAY, EventType.CLICK)
 
 
 def compute_track_features(
@@ -71,7 +73,7 @@ def compute_track_features(
 
 
 def compute_recent_tracks(conn: Connection, as_of: datetime, rebuild: bool) -> int:
-    """Each changed user's last RECENT_TRACKS plays and clicks up to `as_of`, oldest first.
+    """Each changed user's last RECENT_TRACKS sequence events up to `as_of`, oldest first.
 
     A row is stamped (event_timestamp and created) with its newest event's time, not `as_of`:
     its value depends on events up to that instant only and holds until the user's next event,
@@ -83,15 +85,31 @@ def compute_recent_tracks(conn: Connection, as_of: datetime, rebuild: bool) -> i
     if rebuild:
         conn.execute(delete(table))
     last = conn.execute(select(func.max(table.c.event_timestamp))).scalar()
-    sequence = and_(E.event_type.in_([t.value for t in SEQUENCE_EVENTS]), E.occurred_at <= as_of)
     users = None
     if last is not None:
-        users = select(E.user_id).where(sequence, E.occurred_at > as_utc(last)).distinct()
+        users = select(E.user_id).where(_sequence(as_of), E.occurred_at > as_utc(last)).distinct()
+    rows = recent_tracks_rows(conn, users, as_of)
+    upsert(conn, table, rows)
+    return len(rows)
+
+
+def recent_tracks_rows(
+    conn: Connection, users: Select[Any] | list[int] | None, as_of: datetime
+) -> list[dict[str, Any]]:
+    """The user_recent_tracks rows of `users` as of `as_of`, stamped as compute_recent_tracks
+    says: what the batch job stores and the feedback push sends. Events at the same instant are
+    ordered by event_id. `users`: a query of internal ids, None for everyone, or a list of ids
+    (a push's few listeners), whose events are first cut to those that can be among their last
+    RECENT_TRACKS, so that the cost does not grow with their history."""
     rank = func.row_number().over(
         partition_by=E.user_id, order_by=(E.occurred_at.desc(), E.event_id.desc())
     )
-    ranked = select(E.user_id, E.track_id, E.occurred_at, rank.label("rank")).where(sequence)
-    if users is not None:
+    ranked = select(E.user_id, E.track_id, E.occurred_at, rank.label("rank")).where(
+        _sequence(as_of)
+    )
+    if isinstance(users, list):
+        ranked = ranked.where(or_(*_newest(conn, users, as_of)))
+    elif users is not None:
         ranked = ranked.where(E.user_id.in_(users))
     r = ranked.subquery("ranked")
     query = (
@@ -103,7 +121,7 @@ def compute_recent_tracks(conn: Connection, as_of: datetime, rebuild: bool) -> i
     )
     df = pd.DataFrame(conn.execute(query).all(), columns=["user", "uri", "at", "rank"])
     if df.empty:
-        return 0
+        return []
     df = df.sort_values(["user", "rank"], ascending=[True, False])  # oldest first
     grouped = df.groupby("user", sort=False)
     rows = pd.DataFrame(
@@ -113,7 +131,7 @@ def compute_recent_tracks(conn: Connection, as_of: datetime, rebuild: bool) -> i
             "newest": grouped["at"].max(),
         }
     )
-    records = [
+    return [
         {
             "user_id": user,
             "event_timestamp": as_utc(newest),
@@ -123,5 +141,26 @@ def compute_recent_tracks(conn: Connection, as_of: datetime, rebuild: bool) -> i
         }
         for user, track_ids, n, newest in rows.itertuples()
     ]
-    upsert(conn, table, records)
-    return len(records)
+
+
+def _newest(conn: Connection, users: list[int], as_of: datetime) -> list[Any]:
+    """For each user, their events from the time of their RECENT_TRACKS-th newest sequence
+    event on (all of them when they have fewer): one index lookup each, in one query."""
+    n = ListeningEvent.__table__.alias("newer").c
+    since = (
+        select(n.occurred_at)
+        .where(n.user_id == U.id, _sequence(as_of, n))
+        .order_by(n.occurred_at.desc())
+        .offset(RECENT_TRACKS - 1)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return [
+        and_(E.user_id == user, E.occurred_at >= at) if at is not None else E.user_id == user
+        for user, at in conn.execute(select(U.id, since).where(U.id.in_(users)))
+    ]
+
+
+def _sequence(as_of: datetime, e: Any = E) -> Any:
+    """The events (of listening_events columns `e`) that make up the sequence, up to `as_of`."""
+    return and_(e.event_type.in_([t.value for t in SEQUENCE_EVENTS]), e.occurred_at <= as_of)

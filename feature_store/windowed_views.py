@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Float, Select, Table, and_, case, cast, func, or_, select
+from sqlalchemy import Connection, Float, Select, Table, and_, case, cast, func, or_, select
 
 from feature_store.feature_sql import E, T, U, in_window
 from musicrec.db.models import (
@@ -48,6 +48,12 @@ class WindowedView:
     windows: int
     aggregate: Callable[[Any, datetime], Select[Any]]  # (changed entities, T) -> rows
     finish: Callable[[pd.DataFrame], pd.DataFrame]
+
+    def values(self, conn: Connection, changed: Any, at: datetime) -> pd.DataFrame:
+        """The finished rows of the `changed` entities (a subquery of their internal ids) for
+        the window ending at `at`: what the batch job stores and the feedback push sends."""
+        df = pd.DataFrame(conn.execute(self.aggregate(changed, at)).mappings().all())
+        return self.finish(df) if not df.empty else df
 
 
 def _count(condition: Any) -> Any:
@@ -190,7 +196,7 @@ def _user_track_interactions(changed: Any, at: datetime) -> Select[Any]:
     )
 
 
-WINDOWED_VIEWS = (
+WINDOWED_VIEWS: tuple[WindowedView, ...] = (
     WindowedView(
         "user_listening_stats",
         FEAT_USER_LISTENING_STATS,
@@ -228,6 +234,8 @@ WINDOWED_VIEWS = (
         lambda df: df,
     ),
 )
+
+BY_NAME = {view.name: view for view in WINDOWED_VIEWS}
 
 
 def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:

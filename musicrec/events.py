@@ -48,6 +48,12 @@ class EventType(enum.StrEnum):
     DISLIKE = "dislike"
 
 
+# The events that make a listener's sequence, for training and for the online recent tracks
+# alike (one definition, so the model reads at serving time what it learned from): the listener
+# wanted the track. Skips and dislikes are not in it.
+SEQUENCE_EVENTS = (EventType.PLAY, EventType.CLICK, EventType.LIKE)
+
+
 class EventContext(BaseModel):
     device: StorableText | None = Field(default=None, max_length=32)
     session_id: StorableText | None = Field(default=None, max_length=64)

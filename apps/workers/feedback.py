@@ -219,7 +219,7 @@ class FeedbackSink:
         from feature_store.push import push_events  # feast: slow to import, needed only here
 
         try:
-            push_events(self.features, events)
+            push_events(self.features, events, self.engine)
         except Exception:
             log.exception(
                 "fresh features not updated for %d event(s), e.g. %s",

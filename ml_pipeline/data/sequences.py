@@ -21,11 +21,10 @@ from sqlalchemy import Engine, select
 from inference.scoring import pad_left as pad_left
 from musicrec.db.models import ListeningEvent, Track, User
 from musicrec.errors import UserError
+from musicrec.events import SEQUENCE_EVENTS
 from musicrec.timeutil import as_utc
 
 PAD = "<pad>"
-# Events that say the listener wanted the track; skips and dislikes are not positives.
-POSITIVE_EVENTS = ("play", "like")
 
 
 @dataclass
@@ -166,7 +165,7 @@ def load_from_database(engine: Engine, min_length: int = 1) -> SequenceData:
         select(User.external_id, Track.spotify_uri, ListeningEvent.occurred_at)
         .join(ListeningEvent, ListeningEvent.user_id == User.id)
         .join(Track, Track.id == ListeningEvent.track_id)
-        .where(ListeningEvent.event_type.in_(POSITIVE_EVENTS))
+        .where(ListeningEvent.event_type.in_([e.value for e in SEQUENCE_EVENTS]))
         .order_by(User.external_id, ListeningEvent.occurred_at, ListeningEvent.position)
     )
     histories: dict[str, list[str]] = defaultdict(list)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from musicrec.events import EventType
+from sqlalchemy import Engine
+
+from musicrec.db.bulk import write_batch
+from musicrec.events import EventType, ListeningEvent
 from musicrec.records import CatalogBatch, EventRecord, TrackRecord
 
 T0 = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
@@ -64,3 +68,23 @@ def batch() -> CatalogBatch:
         for i, (user, track, kind, when, ms, session) in enumerate(EVENTS)
     ]
     return b
+
+
+def store_events(engine: Engine, events: Sequence[ListeningEvent]) -> None:
+    """Store events as the feedback consumer does before it pushes them (a new listener gets a
+    users row)."""
+    records = [
+        EventRecord(
+            event_id=e.event_id,
+            user_external_id=e.user_id,
+            track_uri=e.track_id,
+            event_type=e.event_type,
+            occurred_at=e.occurred_at,
+            ms_played=e.ms_played,
+            device=e.context.device,
+            session_id=e.context.session_id,
+            position=e.context.position,
+        )
+        for e in events
+    ]
+    write_batch(engine, CatalogBatch(users={e.user_id: None for e in events}, events=records))

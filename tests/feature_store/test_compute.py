@@ -181,17 +181,19 @@ def _row_count(engine: Engine, user: str) -> int:
 
 
 @backends
-def test_recent_tracks_are_plays_and_clicks_oldest_first_as_of_each_run(events: Engine) -> None:
+def test_recent_tracks_are_plays_clicks_and_likes_oldest_first_as_of_each_run(
+    events: Engine,
+) -> None:
     compute_features(events, T0 - timedelta(hours=36))
     report = compute_features(events, T0)
     assert report.rows["user_recent_tracks"] == 2  # u1 and u2 both played since the first run
-    # u1: plays at -10d, -2d and -1d; the like (-3d) and the skip (-1d + 5 min) are left out.
-    assert _sequence(events, "u1") == ([T3, T1, T1], T0 - timedelta(days=1))
+    # u1: plays at -10d, -2d and -1d and the like at -3d; the skip (-1d + 5 min) is left out.
+    assert _sequence(events, "u1") == ([T3, T3, T1, T1], T0 - timedelta(days=1))
     assert _sequence(events, "u2") == ([T1, T1], T0 - timedelta(hours=1))
     # Point in time: the first run's rows hold only what had happened by then, and are
     # stamped no later than their newest event.
     early = T0 - timedelta(hours=36)
-    assert _sequence(events, "u1", early) == ([T3, T1], T0 - timedelta(days=2))
+    assert _sequence(events, "u1", early) == ([T3, T3, T1], T0 - timedelta(days=2))
     assert _sequence(events, "u2", early) == ([T1], T0 - timedelta(days=12))
 
 
@@ -222,7 +224,7 @@ def test_recent_tracks_keep_the_last_fifty_and_rewrite_only_changed_users(events
     _add_events(events, [("u1", T2, EventType.CLICK, T0 + timedelta(days=1, hours=1))])
     report = compute_features(events, T0 + timedelta(days=2))
     assert report.rows["user_recent_tracks"] == 1
-    assert _sequence(events, "u1") == ([T3, T1, T1, T2], T0 + timedelta(days=1, hours=1))
+    assert _sequence(events, "u1") == ([T3, T3, T1, T1, T2], T0 + timedelta(days=1, hours=1))
     # The old row stays for point-in-time joins before the click.
-    assert _sequence(events, "u1", T0 + timedelta(days=1))[0] == [T3, T1, T1]
+    assert _sequence(events, "u1", T0 + timedelta(days=1))[0] == [T3, T3, T1, T1]
     assert _row_count(events, "u3") == 1

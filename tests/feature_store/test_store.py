@@ -3,14 +3,10 @@ store; services: Postgres offline store + the real Redis), defaults, pushes, tra
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import redis
 from sqlalchemy import Engine
 
 from feature_store.online import OnlineFeatures, UnknownFeature, recent_tracks
@@ -18,40 +14,8 @@ from feature_store.push import push_events
 from feature_store.state_views import RECENT_TRACKS
 from feature_store.store import materialize, open_store
 from musicrec.config import Settings
-from musicrec.db.bulk import write_batch
-from musicrec.db.migrate import upgrade
 from musicrec.events import EventType, ListeningEvent
-from tests.feature_store.event_set import T0, T1, T2, T3, batch
-
-MODES = ["embedded", "services"]
-
-
-@pytest.fixture(params=MODES)
-def feature_env(
-    request: pytest.FixtureRequest, tmp_path: Path, pg_schema_engine: Callable[[], Engine]
-) -> Iterator[tuple[Settings, Engine]]:
-    project = f"t{uuid.uuid4().hex[:10]}"
-    if request.param == "embedded":
-        settings = Settings(var_dir=tmp_path, feast_project=project)
-        from musicrec.db.engine import make_engine
-
-        engine = make_engine(settings=settings)
-    else:
-        try:
-            redis.Redis(host="127.0.0.1", port=6379).ping()
-        except redis.ConnectionError as exc:
-            pytest.fail(f"Redis is required at 127.0.0.1:6379: {exc}", pytrace=False)
-        engine = pg_schema_engine()
-        settings = Settings(
-            var_dir=tmp_path,
-            feast_project=project,
-            database_url=engine.url.render_as_string(hide_password=False),
-            feast_redis_host="127.0.0.1",
-        )
-    upgrade(engine)
-    write_batch(engine, batch())
-    yield settings, engine
-    open_store(settings).teardown()  # drops the project's online keys and tables
+from tests.feature_store.event_set import T0, T1, T2, T3, store_events
 
 
 @pytest.fixture
@@ -69,9 +33,9 @@ def test_online_values_are_the_materialized_ones(online: OnlineFeatures) -> None
     assert u1["context_aware_features__hour_of_day"] == 12
     # last event: the skip 1 day minus 5 minutes before T0
     assert u1["context_aware_features__seconds_since_last_play"] == pytest.approx(86_100)
-    assert u1["user_recent_tracks__track_ids"] == f"{T3} {T1} {T1}"
-    assert u1["user_recent_tracks__n_tracks"] == 3
-    assert recent_tracks(u1) == [T3, T1, T1]
+    assert u1["user_recent_tracks__track_ids"] == f"{T3} {T3} {T1} {T1}"  # the like at -3d too
+    assert u1["user_recent_tracks__n_tracks"] == 4
+    assert recent_tracks(u1) == [T3, T3, T1, T1]
 
     t1, t2 = online.track_features([T1, T2])
     assert (t1["track_popularity__plays"], t1["track_popularity__trend"]) == (3, 2.0)
@@ -97,7 +61,15 @@ def test_unknown_entities_get_defaults_and_bad_names_a_clear_error(online: Onlin
         online.track_features([T1], ["track_popularity__playz"])
 
 
-def test_a_pushed_event_is_visible_at_once(online: OnlineFeatures) -> None:
+def _consume(online: OnlineFeatures, engine: Engine, events: list[ListeningEvent]) -> None:
+    """What the feedback consumer does with a batch: store the events, then push them."""
+    store_events(engine, events)
+    push_events(online, events, engine)
+
+
+def test_a_pushed_event_is_visible_at_once(
+    online: OnlineFeatures, feature_env: tuple[Settings, Engine]
+) -> None:
     event = ListeningEvent(
         user_id="u1",
         track_id=T2,
@@ -105,7 +77,7 @@ def test_a_pushed_event_is_visible_at_once(online: OnlineFeatures) -> None:
         occurred_at=T0 + timedelta(minutes=1),
         ms_played=95_000,
     )
-    push_events(online, [event])
+    _consume(online, feature_env[1], [event])
     u1 = online.user_features("u1", request_time=T0 + timedelta(minutes=2))
     assert (u1["user_listening_stats__plays"], u1["user_listening_stats__skips"]) == (3, 1)
     assert u1["user_listening_stats__completed_play_ratio"] == pytest.approx(2 / 3)
@@ -115,11 +87,13 @@ def test_a_pushed_event_is_visible_at_once(online: OnlineFeatures) -> None:
         1,
         1,
     )
-    assert recent_tracks(u1) == [T3, T1, T1, T2]
-    assert u1["user_recent_tracks__n_tracks"] == 4
+    assert recent_tracks(u1) == [T3, T3, T1, T1, T2]
+    assert u1["user_recent_tracks__n_tracks"] == 5
 
 
-def test_a_batch_pushes_what_its_events_push_one_at_a_time(online: OnlineFeatures) -> None:
+def test_a_batch_pushes_what_its_events_push_one_at_a_time(
+    online: OnlineFeatures, feature_env: tuple[Settings, Engine]
+) -> None:
     """The consumer pushes a whole batch at once; the result must not depend on that. Two sets
     of listeners get the same history, one event at a time, then the same events: one set one
     at a time, the other as one batch."""
@@ -146,12 +120,13 @@ def test_a_batch_pushes_what_its_events_push_one_at_a_time(online: OnlineFeature
         ("a", T1, EventType.PLAY, 10_000),
         ("b", T3, EventType.PLAY, 200_000),
     ]
+    engine = feature_env[1]
     for prefix in ("single-", "batch-"):
         for event in events(prefix, 0, history):
-            push_events(online, [event])
+            _consume(online, engine, [event])
     for event in events("single-", 10, batch_rows):
-        push_events(online, [event])
-    push_events(online, events("batch-", 10, batch_rows))
+        _consume(online, engine, [event])
+    _consume(online, engine, events("batch-", 10, batch_rows))
 
     single, batched = _pushed(online, "single-"), _pushed(online, "batch-")
     assert batched == single
@@ -177,28 +152,34 @@ def _pushed(online: OnlineFeatures, prefix: str) -> dict[object, dict]:
     }
 
 
-def test_pushed_plays_and_clicks_extend_the_sequence_up_to_its_cap(online: OnlineFeatures) -> None:
-    def push(kind: EventType, track: str, minutes: int) -> list[str]:
-        when = T0 + timedelta(minutes=minutes)
-        push_events(
-            online,
-            [ListeningEvent(user_id="u9", track_id=track, event_type=kind, occurred_at=when)],
-        )
+def test_pushed_plays_clicks_and_likes_extend_the_sequence_up_to_its_cap(
+    online: OnlineFeatures, feature_env: tuple[Settings, Engine]
+) -> None:
+    minute = 0
+
+    def push(events: list[tuple[EventType, str]]) -> list[str]:
+        nonlocal minute
+        batch = []
+        for kind, track in events:
+            minute += 1
+            when = T0 + timedelta(minutes=minute)
+            batch.append(
+                ListeningEvent(user_id="u9", track_id=track, event_type=kind, occurred_at=when)
+            )
+        _consume(online, feature_env[1], batch)
         values = online.user_features("u9")
         assert values["user_recent_tracks__n_tracks"] == len(recent_tracks(values))
         return recent_tracks(values)
 
-    assert push(EventType.SKIP, T1, 1) == []  # a new listener's skip starts no sequence
-    assert push(EventType.CLICK, T2, 2) == [T2]
-    full = [T1, T2, T3] * (RECENT_TRACKS // 3) + [T1] * (RECENT_TRACKS % 3)
-    row = {"user_id": "u9", "track_ids": " ".join(full), "n_tracks": RECENT_TRACKS}
-    online.store.push(
-        "user_recent_tracks_push",
-        pd.DataFrame([{**row, "event_timestamp": T0 + timedelta(minutes=3), "created": T0}]),
-    )
-    assert push(EventType.PLAY, T3, 4) == [*full[1:], T3]  # the oldest one drops out
-    for minute, kind in enumerate((EventType.SKIP, EventType.LIKE, EventType.DISLIKE), 5):
-        assert push(kind, T1, minute) == [*full[1:], T3]  # only plays and clicks count
+    assert push([(EventType.SKIP, T1)]) == []  # a new listener's skip starts no sequence
+    assert push([(EventType.CLICK, T2)]) == [T2]
+    more = [T1, T2, T3] * (RECENT_TRACKS // 3 + 1)  # one batch past the cap
+    full = [T2, *more][-RECENT_TRACKS:]
+    assert push([(EventType.PLAY, t) for t in more]) == full
+    assert push([(EventType.PLAY, T3)]) == [*full[1:], T3]  # the oldest one drops out
+    for kind in (EventType.SKIP, EventType.DISLIKE):
+        assert push([(kind, T1)]) == [*full[1:], T3]  # skips and dislikes do not count
+    assert push([(EventType.LIKE, T1)]) == [*full[2:], T3, T1]
 
 
 def test_training_join_is_point_in_time(feature_env: tuple[Settings, Engine]) -> None:
@@ -243,7 +224,7 @@ def test_training_join_is_point_in_time(feature_env: tuple[Settings, Engine]) ->
         if isinstance(tracks, str)
     }
     # One row, stamped with u1's last play (1 day before T0), which never expires.
-    assert sequences == {after: f"{T3} {T1} {T1}", expired: f"{T3} {T1} {T1}"}
+    assert sequences == {after: f"{T3} {T3} {T1} {T1}", expired: f"{T3} {T3} {T1} {T1}"}
 
 
 def _utc(value: object) -> pd.Timestamp:

@@ -45,8 +45,7 @@ def _event(user: str, track: str, kind: EventType = EventType.PLAY, **kw: object
         user_id=user,
         track_id=track,
         event_type=kind,
-        occurred_at=T0 + timedelta(minutes=1),
-        **kw,  # type: ignore[arg-type]
+        **{"occurred_at": T0 + timedelta(minutes=1), **kw},  # type: ignore[arg-type]
     )
 
 
@@ -78,7 +77,7 @@ def test_a_redelivered_event_is_stored_and_pushed_once(
     sink = FeedbackSink(engine, features)
     play = _event("u1", T2, ms_played=95_000)
     skip = _event("u1", T3, EventType.SKIP, ms_played=5_000)
-    click = _event("u1", T1, EventType.CLICK)
+    click = _event("u1", T1, EventType.CLICK, occurred_at=T0 + timedelta(minutes=2))
 
     assert sink.handle([play, skip, click, play]) == HandleReport(stored=3, duplicates=1)
     assert sink.handle([skip, click, play]) == HandleReport(duplicates=3)
@@ -91,7 +90,7 @@ def test_a_redelivered_event_is_stored_and_pushed_once(
         ).all()
     assert sorted(rows) == sorted([(play.event_id, "play", 95_000), (skip.event_id, "skip", 5_000)])
     assert _stats(features, "u1") == (3, 2)  # materialized (2, 1) plus each event once
-    # Pushed once each and in arrival order: the sequence ends with the play, then the click.
+    # Pushed once each, in time order: the sequence ends with the play, then the later click.
     recent = features.user_features("u1")["user_recent_tracks__track_ids"].split()
     assert recent[-3:] == [T1, T2, T1] and recent.count(T2) == 1
 

@@ -226,24 +226,22 @@ async function feedback(track, kind, index) {
   await run(`Sending ${kind} of ${track.track_name}…`, async () => {
     await api("v1/feedback", { method: "POST", body: feedbackEvent(listener, track.track_uri, kind) });
     status(`${kind} of ${track.track_name} accepted (202): waiting for it to reach the recommender…`);
-    const gone = kind !== "like"; // heard and skipped tracks are not offered again
-    const deadline = Date.now() + (gone ? VISIBLE_WITHIN_MS : 800);
+    // Played, liked (both join the recent tracks) and skipped tracks are not offered again.
+    const deadline = Date.now() + VISIBLE_WITHIN_MS;
     let tracks, meta;
     do {
-      await sleep(gone ? 300 : 800);
+      await sleep(300);
       [tracks, meta] = await fetchUser(listener);
-    } while (gone && tracks.some((t) => t.track_uri === track.track_uri) && Date.now() < deadline);
+    } while (tracks.some((t) => t.track_uri === track.track_uri) && Date.now() < deadline);
     const visible = !tracks.some((t) => t.track_uri === track.track_uri);
     render(tracks, meta, listener);
     const focusable = $("recs").querySelectorAll("button.fb.play");
     if (focusable.length) focusable[Math.min(index, focusable.length - 1)].focus();
     let note = `Updated from your ${kind} of ${track.track_name}: it is no longer offered.`;
-    if (!gone) note = `Like of ${track.track_name} stored. Likes are kept for training and the ` +
-      "canary comparison; the online ranking does not read them, so the list may not change.";
-    else if (!visible) note = `${kind} accepted, but not visible in the recommendations yet ` +
+    if (!visible) note = `${kind} accepted, but not visible in the recommendations yet ` +
       "(is the feedback consumer running?).";
     status(note);
-    showMessage("recs-message", note, gone && !visible ? "error" : "info");
+    showMessage("recs-message", note, visible ? "info" : "error");
   });
 }
 
