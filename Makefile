@@ -140,11 +140,12 @@ bench-feedback: $(STAMP) services
 bench-chaos: $(STAMP) services
 	$(BIN)/python -m benchmarks.chaos $(CHAOS_ARGS)
 
-# /predict on MPD playlists the served database does not hold (first 5 tracks by name as seeds,
-# the rest as targets): HitRate@20 and Recall@20 against popularity, most-popular and item-kNN on
-# the same requests. Run after `make demo`.
+# The two-stage recommender end to end: trained on the continuation split's training files,
+# served by `musicrec serve`, asked through POST /predict about the held-out test playlists:
+# quality (equal to the offline evaluation's) and latency per stage and over HTTP, beside
+# /healthz, with the load average. About 10 minutes; results/benchmarks/recommender.json.
 bench-predict: $(STAMP)
-	$(BIN)/python -m benchmarks.predict_quality --data $(SHARED_DATA)/mpd_reduced
+	$(BIN)/python -m benchmarks.recommender --data $(SHARED_DATA)/mpd_reduced
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(COMPOSE_VENV) test-artifacts var runs mlruns .pytest_cache .mypy_cache .ruff_cache

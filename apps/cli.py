@@ -198,6 +198,9 @@ def retrain(
     margin: Annotated[
         float, typer.Option(min=0.0, help="Relative NDCG@10 gain over production for canary.")
     ] = 0.02,
+    tuning: Annotated[
+        Path, typer.Option(help="Tuned source parameters of the two-stage recommender (JSON).")
+    ] = Path("results/continuation/tuning.json"),
 ) -> None:
     """The weekly job: train a candidate, compare it with production on the same holdout,
     register it (staging), and canary it when it wins by the margin."""
@@ -211,9 +214,10 @@ def retrain(
     with cli_errors():
         engine = make_engine(settings=settings)
         with job_lock("retrain", engine, settings):
-            decision = run_retrain(engine, settings, epochs, margin)
+            decision = run_retrain(engine, settings, epochs, margin, tuning)
     console.print(f"candidate  v{decision.candidate_version}: {metric_row(decision.candidate)}")
     console.print(f"production {decision.production_version}: {metric_row(decision.production)}")
+    console.print(f"recommender: {decision.recommender or 'none (no playlists)'}")
     console.print(f"→ {decision.alias}: {decision.reason}")
 
 
@@ -222,9 +226,15 @@ def promote(
     min_events: Annotated[
         int, typer.Option(min=1, help="Feedback events needed in each group to decide.")
     ] = 1000,
+    margin: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="How much worse than production's rates the canary may be (relative)."
+        ),
+    ] = 0.1,
 ) -> None:
-    """Promote the canary model to production, or roll it back, by its listeners' skip and
-    click rates against the others' since it started."""
+    """Promote the canary model to production, or roll it back, by the skip and click rates of
+    the listeners it served against production's since it started (non-inferiority)."""
     from ml_pipeline.jobs.promote import promote as run_promote
     from musicrec.config import get_settings
     from musicrec.db.engine import make_engine
@@ -234,7 +244,7 @@ def promote(
     with cli_errors():
         engine = make_engine(settings=settings)
         with job_lock("promote", engine, settings):
-            decision = run_promote(engine, settings, min_events)
+            decision = run_promote(engine, settings, min_events, margin)
     version = f" v{decision.canary_version}" if decision.canary_version else ""
     console.print(f"{decision.action}{version}: {decision.reason}")
 

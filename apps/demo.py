@@ -22,6 +22,9 @@ class DemoOptions:
     limit: int = 1000  # playlists of real data
     synthetic: bool = False  # generated data even when real data is present
     epochs: int = 10  # of the hybrid model
+    # Playlists the two-stage recommender trains on: every one in the MPD folder by default
+    # (the model /predict serves), fewer for a quick run.
+    recommender_playlists: int | None = None
 
 
 @dataclass
@@ -149,6 +152,27 @@ def _train(ctx: PipelineContext) -> None:
     console.print(f"wrote {path} and the serving model {written[0].name} with its ONNX graphs")
 
 
+def _train_recommender(ctx: PipelineContext) -> None:
+    """The two-stage recommender /predict serves, trained on every playlist of the MPD folder
+    (what the README's `musicrec train-recommender` does)."""
+    from ml_pipeline.jobs.train_recommender import TUNING, train, tuned
+
+    data = None if ctx.options.synthetic else ctx.settings.default_mpd_path
+    if data is None:
+        console.print("no MPD playlists: /predict serves the hybrid model alone")
+        return
+    target = ctx.settings.recommender_dir
+    record = train(data, target, tuned(TUNING), limit=ctx.options.recommender_playlists)
+    ranker = record.get("ranker", {})
+    top = sorted(ranker.get("importance", {}).items(), key=lambda kv: -kv[1])[:5]
+    console.print(
+        f"{record['version']}: {record['playlists']:,} playlists, {record['items']:,} tracks, "
+        f"ranker on {ranker.get('groups', 0):,} cut playlists; most used features: "
+        + ", ".join(f"{name} {share:.0%}" for name, share in top)
+    )
+    ctx.results["recommender"] = target
+
+
 def _recommend(ctx: PipelineContext) -> None:
     from ml_pipeline.data.track_texts import track_names
     from ml_pipeline.jobs.recommend import SequentialRecommender
@@ -246,6 +270,11 @@ STEPS: list[Step] = [
     Step("summary", "count what the database holds", _summary),
     Step("features", "compute features, load the online store, read one listener", _features),
     Step("train", "train the hybrid model on the listening history", _train),
+    Step(
+        "train-recommender",
+        "train the two-stage recommender (candidate sources + LightGBM ranker)",
+        _train_recommender,
+    ),
     Step("recommend", "serve recommendations: a listener, and a new one from seeds", _recommend),
     Step("serve", "serve the API and call /predict over HTTP", _serve),
 ]

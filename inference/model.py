@@ -1,8 +1,9 @@
 """The production model: where it is, and loaded for serving.
 
 Where: SEQUENTIAL_MODEL_PATH when set; else the registered model's version under the MLflow
-alias (MODEL_ALIAS, default `production`), downloaded once into var/serving/; else the demo's
-var/models/hybrid.pt when present. None of them: the service serves popularity.
+alias (MODEL_ALIAS, default `production`), downloaded once into var/serving/ (with the two-stage
+recommender trained with it, when the version has one); else the demo's var/models/hybrid.pt
+when present. None of them: the service serves popularity.
 
 Loaded from the files exported beside the checkpoint (inference.files), never the checkpoint
 itself: the int8 ONNX scoring graph (with its in-graph top candidates) in onnxruntime, the item
@@ -32,12 +33,18 @@ from musicrec.errors import UserError
 
 log = logging.getLogger(__name__)
 
+# A registered version's two-stage recommender: a folder beside its checkpoint, logged with it
+# by the retraining job, so one version number is the pair.
+RECOMMENDER_DIR = "recommender"
+
 
 @dataclass(frozen=True)
 class ModelSource:
     checkpoint: Path
     version: str  # changes whenever the model does: what hot reload compares
     registered: int | None = None  # the MLflow model version, for a registered model
+    # The two-stage recommender trained with it (a registered version's `recommender/`).
+    recommender: Path | None = None
 
 
 def locate_model(settings: Settings) -> ModelSource | None:
@@ -110,7 +117,18 @@ def _registered_source(settings: Settings, alias: str | None = None) -> ModelSou
     if not checkpoints:
         raise UserError(f"model version {version.version} of {name} has no checkpoint")
     number = int(version.version)
-    return ModelSource(checkpoints[0], f"{name}@v{number}", registered=number)
+    recommender = checkpoints[0].parent / RECOMMENDER_DIR
+    return ModelSource(
+        checkpoints[0],
+        registered_name(name, number),
+        registered=number,
+        recommender=recommender if recommender.is_dir() else None,
+    )
+
+
+def registered_name(name: str, version: int) -> str:
+    """A registered version as answers (and exposures) name it."""
+    return f"{name}@v{version}"
 
 
 def registry_exists(settings: Settings) -> bool:

@@ -164,6 +164,11 @@ class Settings(BaseSettings):
         return "kafka" if self.kafka_bootstrap_servers else "in-process"
 
     @property
+    def recommender_dir(self) -> Path:
+        """Where the two-stage recommender is written and served from."""
+        return self.recommender_path or self.var_dir / "models" / "recommender"
+
+    @property
     def default_mpd_path(self) -> Path | None:
         """MPD_PATH if set, else the shared reduced MPD when it is present."""
         if self.mpd_path is not None:

@@ -26,6 +26,11 @@ FALLBACKS = Counter(
 RECOMMENDATIONS = Counter(
     "musicrec_ml_recommendations_total", "Responses by what produced them", ["route", "source"]
 )
+EXPOSURES = Counter(
+    "musicrec_ml_exposures_total",
+    "Model answers logged for the canary comparison, by outcome",
+    ["outcome"],  # written, dropped (the queue was full) or failed (the database refused)
+)
 MODEL_RELOADS = Counter("musicrec_ml_model_reloads_total", "Model (re)loads", ["outcome"])
 DIVERSITY = Histogram(
     "musicrec_ml_intra_list_diversity",

@@ -64,6 +64,7 @@ class UserQuery(BaseModel):
     device: str | None = Field(default=None, max_length=32)
     position_in_session: int = Field(default=0, ge=0, le=100_000)
     diversity: float = Field(default=0.3, ge=0, le=1)
+    request_id: str | None = Field(default=None, max_length=64, description="Logged with it")
 
 
 class PredictQuery(BaseModel):

@@ -15,6 +15,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,7 @@ from sqlalchemy import Engine, text
 
 from apps.ml import metrics, two_stage
 from apps.ml.catalog import Catalog
+from apps.ml.exposures import ExposureLog
 from apps.ml.last_responses import LastResponses
 from apps.ml.responses import popular, response, track
 from apps.ml.schemas import (
@@ -73,6 +76,8 @@ class MLService:
         self._model: ServingModel | None = None
         self._canary: ServingModel | None = None
         self._recommender: two_stage.LoadedRecommender | None = None
+        self._canary_recommender: two_stage.LoadedRecommender | None = None
+        self.exposures = ExposureLog(engine)
         self._reload_lock = threading.Lock()
         self._last_error: str | None = None
         self._stop = threading.Event()
@@ -125,18 +130,16 @@ class MLService:
         return self._recommender
 
     def _reload_recommender(self) -> None:
-        path = two_stage.recommender_path(self.settings)
-        version = two_stage.recommender_version(path)
-        current = self._recommender
-        if version is None:
-            self._recommender = None
-        elif (
-            current is None
-            or two_stage.recommender_version(current.path) != version
-            or (current.path != path)
-        ):
-            self._recommender = two_stage.load(path)
-            log.info("serving recommender %s (%d items)", version, self._recommender.n_items)
+        """The production version's own recommender when the registry has one (trained with
+        it: one version number is the pair), else RECOMMENDER_PATH's; and the canary version's
+        own, when it has one (its listeners get production's otherwise)."""
+        model, canary = self._model, self._canary
+        self._recommender = _recommender_of(
+            model.source if model else None, self._recommender, self.settings.recommender_dir
+        )
+        self._canary_recommender = _recommender_of(
+            canary.source if canary else None, self._canary_recommender
+        )
 
     def model_for(self, user_id: str) -> ServingModel | None:
         """The canary for the listeners in its share, else production."""
@@ -144,6 +147,13 @@ class MLService:
         if canary is not None and in_canary(user_id, self.settings.canary_share):
             return canary
         return self._model
+
+    def recommender_for(self, user_id: str) -> two_stage.LoadedRecommender | None:
+        """The canary version's recommender for the listeners in its share, else production's."""
+        canary = self._canary_recommender
+        if canary is not None and in_canary(user_id, self.settings.canary_share):
+            return canary
+        return self._recommender
 
     def _swap(self, source: ModelSource) -> None:
         model = ServingModel.load(source, self.engine)
@@ -192,6 +202,7 @@ class MLService:
         self._probes.shutdown(wait=False)
         if self._poller is not None:
             self._poller.join(timeout=5)
+        self.exposures.close()
 
     # --- online features ---------------------------------------------------------------------
 
@@ -271,7 +282,7 @@ class MLService:
         except FeaturesUnavailable as exc:
             return self._degraded(query, str(exc))
         history = recent_tracks(values)
-        if (loaded := self._recommender) is not None and history:
+        if (loaded := self.recommender_for(query.user_id)) is not None and history:
             return self._recommend_two_stage(loaded, query, history, values)
         model = self.model_for(query.user_id)
         if model is None:
@@ -295,6 +306,7 @@ class MLService:
         result.user_id = query.user_id
         self.last_responses.put(query.user_id, result)
         metrics.RECOMMENDATIONS.labels(route="user", source="model").inc()
+        self._expose(query, result)
         return result
 
     def _recommend_two_stage(
@@ -324,7 +336,14 @@ class MLService:
         result.unmatched, result.unmatched_seeds = [], 0
         self.last_responses.put(query.user_id, result)
         metrics.RECOMMENDATIONS.labels(route="user", source="model").inc()
+        self._expose(query, result)
         return result
+
+    def _expose(self, query: UserQuery, result: Recommendations) -> None:
+        """Log which version showed the listener which tracks: the canary is judged on it."""
+        if result.model_version:
+            tracks = [t.track_uri for t in result.tracks]
+            self.exposures.record(query.user_id, result.model_version, tracks, query.request_id)
 
     def _load_facets(self) -> Facets | None:
         if self.settings.interest_graph_weight <= 0:
@@ -493,3 +512,25 @@ class MLService:
                 }
             )
         return self._popular(query, set(), reason, fallback=True)
+
+
+def _recommender_of(
+    source: ModelSource | None,
+    current: two_stage.LoadedRecommender | None,
+    fallback: Path | None = None,
+) -> two_stage.LoadedRecommender | None:
+    """The recommender registered with `source`, else the one in `fallback` (None: neither);
+    `current` when it is loaded from there already. A registered one answers in its version's
+    name, as the sequential model does: exposures, and the promotion job, count it for it."""
+    registered = source.recommender if source is not None else None
+    path = registered or fallback
+    version = two_stage.recommender_version(path) if path is not None else None
+    if path is None or version is None:
+        return None
+    if current is not None and current.path == path and current.on_disk == version:
+        return current  # a model retrained in place has a new version: loaded again
+    loaded = two_stage.load(path)
+    if registered is not None and source is not None:
+        loaded = replace(loaded, version=source.version)
+    log.info("serving recommender %s (%d items) from %s", version, loaded.n_items, path)
+    return loaded

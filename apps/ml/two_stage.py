@@ -24,7 +24,6 @@ from inference.recommender import artifact
 from inference.recommender.items import Seed
 from inference.recommender.recommender import TwoStageRecommender
 from inference.recommender.sources import Query
-from musicrec.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +37,7 @@ class LoadedRecommender:
     path: Path
     loaded_at: datetime
     config: dict[str, Any]
+    on_disk: str  # recommender_version(path) when it was loaded: what the reload poll compares
 
     @property
     def n_items(self) -> int:
@@ -45,10 +45,6 @@ class LoadedRecommender:
 
     def pool_size(self, k: int) -> int:
         return max(POOL_PER_PICK * k, MIN_POOL, k)
-
-
-def recommender_path(settings: Settings) -> Path:
-    return settings.recommender_path or settings.var_dir / "models" / "recommender"
 
 
 def recommender_version(path: Path) -> str | None:
@@ -60,10 +56,10 @@ def recommender_version(path: Path) -> str | None:
 
 
 def load(path: Path) -> LoadedRecommender:
-    version = recommender_version(path)
+    version = recommender_version(path) or ""
     recommender, config = artifact.load(path)
     return LoadedRecommender(
-        recommender, config.get("version") or version or "", path, datetime.now(UTC), config
+        recommender, config.get("version") or version, path, datetime.now(UTC), config, version
     )
 
 

@@ -26,11 +26,15 @@ class Candidates:
     items: NDArray[np.int64]
     scored: list[Scored]  # per source
 
+    similar: list[Source]  # the sources with an item-item similarity
+
     def features(
         self, table: ItemTable, artist_popularity: NDArray[np.float32]
     ) -> NDArray[np.float32]:
         at = [s.at(self.items) for s in self.scored]
-        return candidate_features(table, self.query, self.items, at, artist_popularity)
+        known = len(self.query.items) > 0
+        sims = [s.seed_similarity(self.query, self.items) if known else None for s in self.similar]
+        return candidate_features(table, self.query, self.items, at, sims, artist_popularity)
 
     def source_scores(self) -> list[NDArray[np.float32]]:
         """Each source's score of each candidate."""
@@ -47,6 +51,7 @@ class TwoStageRecommender:
     ) -> None:
         self.items, self.sources, self.quotas, self.ranker = items, sources, quotas, ranker
         self.source_names = [s.name for s in sources]
+        self.similar = [s for s in sources if type(s).seed_similarity is not Source.seed_similarity]
         if ranker is not None and ranker.features != self.feature_names:
             raise ValueError("the ranker was trained on other features than these sources give")
         artist_popularity = np.zeros(len(items.artist_items), np.float32)
@@ -56,7 +61,7 @@ class TwoStageRecommender:
 
     @property
     def feature_names(self) -> list[str]:
-        return feature_names(self.source_names)
+        return feature_names(self.source_names, [s.name for s in self.similar])
 
     def query(self, seeds: list[Seed], title: str = "") -> Query:
         return Query([self.items.resolve(s) for s in seeds], title)
@@ -70,7 +75,7 @@ class TwoStageRecommender:
         ]
         union = np.unique(np.concatenate(picked)) if picked else np.empty(0, np.int64)
         union = union[~self.items.is_seed_song(union, query.seeds)]
-        return Candidates(query, union, scored)
+        return Candidates(query, union, scored, self.similar)
 
     def rank(self, candidates: Candidates) -> NDArray[np.float64]:
         """A score per candidate: the ranker's, or reciprocal rank fusion without one."""

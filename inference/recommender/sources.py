@@ -75,6 +75,11 @@ class Source(ABC):
     def scored(self, query: Query) -> Scored:
         return Scored(self.scores(query))
 
+    def seed_similarity(self, query: Query, items: NDArray[np.int64]) -> Scores | None:
+        """[known seeds, items]: how alike each seed and each item are, for sources that have
+        an item-item similarity (None for the others)."""
+        return None
+
 
 class Popularity(Source):
     name = "popularity"
@@ -120,6 +125,12 @@ class ItemKNN(Source):
         near = np.flatnonzero(weights)
         co = self.plays[near].T @ weights[near]
         return (co * self.norm ** (self.alpha - 1)).astype(np.float32)
+
+    def seed_similarity(self, query: Query, items: NDArray[np.int64]) -> Scores | None:
+        seeds = query.items
+        co = (self.by_item[seeds] @ self.by_item[items].T).toarray()
+        scale = np.outer(self.norm[seeds] ** -self.alpha, self.norm[items] ** (self.alpha - 1))
+        return (co * scale).astype(np.float32)
 
 
 class PlaylistKNN(Source):
@@ -177,6 +188,12 @@ class ALSFoldIn(Source):
         if not len(query.items):
             return Scored(np.zeros(len(self.factors), np.float32))
         return _FactorScores(self, self.user_vector(query.items))
+
+    def seed_similarity(self, query: Query, items: NDArray[np.int64]) -> Scores | None:
+        """Cosine of the item vectors."""
+        seeds, cands = self.factors[query.items], self.factors[items]
+        norms = np.outer(np.linalg.norm(seeds, axis=1), np.linalg.norm(cands, axis=1))
+        return (seeds @ cands.T / np.maximum(norms, 1e-9)).astype(np.float32)
 
 
 class _FactorScores(Scored):

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import Engine, select
+
 from musicrec.errors import UserError
 
 SPLITS = ("train", "valid", "test")
@@ -45,8 +47,9 @@ class PlaylistData:
         return [p for p in self.playlists if p.file in chosen]
 
 
-def load_playlists(paths: Sequence[Path]) -> PlaylistData:
-    """Every playlist of the MPD files (full or reduced format; folders are expanded)."""
+def load_playlists(paths: Sequence[Path], limit: int | None = None) -> PlaylistData:
+    """Every playlist of the MPD files (full or reduced format; folders are expanded), or the
+    first `limit` of them."""
     from ml_pipeline.ingest.errors import IngestError
     from ml_pipeline.ingest.mpd import mpd_files, parse_file
 
@@ -60,6 +63,9 @@ def load_playlists(paths: Sequence[Path]) -> PlaylistData:
             playlists += [
                 Playlist(path.name, p.pid, p.name, tuple(p.track_uris)) for p in batch.playlists
             ]
+            if limit is not None and len(playlists) >= limit:
+                playlists = playlists[:limit]
+                break
     except IngestError as exc:
         raise UserError(str(exc)) from exc
     if not playlists:
@@ -85,3 +91,32 @@ def split_files(
     for file in sorted(set(files)):
         parts[split_of(file, valid_share, test_share)].append(file)
     return parts
+
+
+def playlists_from_database(engine: Engine) -> PlaylistData:
+    """Every playlist in the database, with its tracks' names and artists. A playlist's `file`
+    is its source and block of 1000 pids (`mpd:3` holds pids 3000-3999): MPD's slice files, so
+    neighbours stay on one side of a split as they do when read from the files."""
+    from musicrec.db.models import Artist, PlaylistTrack, Track
+    from musicrec.db.models import Playlist as PlaylistRow
+
+    query = (
+        select(PlaylistRow.id, PlaylistRow.source, PlaylistRow.pid, PlaylistRow.name)
+        .add_columns(Track.spotify_uri, Track.name, Artist.name)
+        .join(PlaylistTrack, PlaylistTrack.playlist_id == PlaylistRow.id)
+        .join(Track, Track.id == PlaylistTrack.track_id)
+        .join(Artist, Artist.id == Track.artist_id)
+        .order_by(PlaylistRow.id, PlaylistTrack.position)
+    )
+    found: dict[int, tuple[str, int, str, list[str]]] = {}  # by playlist id, in id order
+    tracks: dict[str, TrackInfo] = {}
+    with engine.connect() as conn:
+        rows = conn.execution_options(yield_per=10_000).execute(query)
+        for playlist_id, source, pid, name, uri, track, artist in rows:
+            found.setdefault(playlist_id, (source, pid, name, []))[3].append(uri)
+            tracks.setdefault(uri, TrackInfo(track, artist))
+    playlists = [
+        Playlist(f"{source}:{pid // 1000}", pid, name, tuple(uris))
+        for source, pid, name, uris in found.values()
+    ]
+    return PlaylistData(playlists, tracks)

@@ -22,7 +22,7 @@ from ml_pipeline.data.playlists import Playlist, TrackInfo
 
 SEED_COUNTS = (0, 1, 5, 10, 25)
 DEPTH = 500  # recommendations per query, as in the challenge
-METRICS = ("ndcg@10", "hr@10", "recall@10", "r_precision", "ndcg@500")
+METRICS = ("ndcg@10", "hr@10", "recall@10", "r_precision", "ndcg@500", "recall@500")
 BOOTSTRAP_SAMPLES = 1000
 
 
@@ -76,6 +76,7 @@ def case_metrics(ranked: Sequence[str], targets: frozenset[str]) -> dict[str, fl
         "recall@10": top10 / n,
         "r_precision": sum(hits[:n]) / n,
         "ndcg@500": dcg(hits) / dcg([True] * min(n, DEPTH)),
+        "recall@500": sum(hits) / n,
     }
 
 

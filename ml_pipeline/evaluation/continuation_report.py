@@ -68,6 +68,16 @@ def continuation_tables(documents: list[dict[str, Any]], split: str = "test") ->
                 f"{m['ms_per_query']:.1f}",
             ]
             out.append("| " + " | ".join(cells) + " |")
+    two_stage = next((d for d in docs if d["model"] == "two_stage"), None)
+    importance = (two_stage or {}).get("config", {}).get("training", {}).get("ranker", {})
+    if importance.get("importance"):
+        ranked = sorted(importance["importance"].items(), key=lambda kv: -kv[1])
+        out += [
+            "",
+            "The ranker's features by share of split gain: "
+            + ", ".join(f"{name} {share:.1%}" for name, share in ranked if share > 0)
+            + ".",
+        ]
     return "\n".join(out)
 
 
@@ -101,3 +111,58 @@ def tuning_tables(tuning: dict[str, Any] | None) -> str:
             out.append("| " + " | ".join(cells) + " |")
         out += ["", "</details>"]
     return "\n".join(out)
+
+
+def served_table(doc: dict[str, Any] | None) -> str:
+    """benchmarks/recommender.py's run: quality through /predict, latency per stage and over
+    HTTP."""
+    if not doc:
+        return "(not measured yet)"
+    out = [
+        f"{doc['test_playlists']:,} test playlists, {doc['items']:,} tracks; answers through "
+        f"/predict equal to the offline evaluation: **{doc['served_equals_offline']}**; "
+        f"commit {doc['commit']}, load average before {doc['load_average_before']} "
+        f"({doc['cpus']} cores).",
+        "",
+        "| query | NDCG@10 | R-precision | in process p50 / p99 ms (candidates, features, ranker)"
+        " | /predict?k=10 closed loop p50 / p99 ms | open loop p99 ms | /healthz p99 ms |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
+    http = doc["http_predict_k10"]
+    health = http["healthz"]
+    rate_key = next(k for k in health if k.startswith("open_loop"))
+    for name, stages in doc["in_process_k10"].items():
+        quality = doc["quality_through_predict_k500"][name]
+        total = stages["total"]
+        parts = ", ".join(
+            f"{stages[s]['p50_ms']:.1f}" for s in ("candidates", "features", "ranker")
+        )
+        closed, opened = http[name]["closed_loop"], http[name][rate_key]
+        out.append(
+            f"| {name} | {quality['ndcg@10']:.4f} | {quality['r_precision']:.4f} "
+            f"| {total['p50_ms']:.1f} / {total['p99_ms']:.1f} ({parts}) "
+            f"| {closed['p50_ms']:.1f} / {closed['p99_ms']:.1f} | {opened.get('p99_ms', '—')} "
+            f"| {health[rate_key].get('p99_ms', '—')} |"
+        )
+    out.append(f"\nOpen loop: {rate_key.split('_')[2]} requests/s, fixed arrival times.")
+    return "\n".join(out)
+
+
+def candidate_recall_table(doc: dict[str, Any] | None) -> str:
+    """Each source's recall over its own candidates, and the union's (validation files)."""
+    if not doc:
+        return "(not measured yet)"
+    rows = [k for k in SEED_ORDER if k in doc]
+    sources = [k for k in doc[rows[0]] if k not in ("union", "union_size_mean")]
+    quotas = doc["quotas"]
+    out = [
+        "| seeds | "
+        + " | ".join(f"{s} ({quotas.get(s, 0)})" for s in sources)
+        + " | **union** | candidates |",
+        "|---|" + "---:|" * (len(sources) + 2),
+    ]
+    for key in rows:
+        r = doc[key]
+        cells = [key.split("_")[1], *[f"{r[s]:.3f}" for s in sources], f"**{r['union']:.3f}**"]
+        out.append("| " + " | ".join(cells) + f" | {r['union_size_mean']:.0f} |")
+    return "\n".join(out) + f"\n\nValidation files; commit {doc['commit']}."

@@ -272,13 +272,24 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 
 def main(doc: Path = DOC, results: Path = RESULTS) -> None:
-    from ml_pipeline.evaluation.continuation_report import continuation_tables, tuning_tables
+    from ml_pipeline.evaluation.continuation_report import (
+        candidate_recall_table,
+        continuation_tables,
+        served_table,
+        tuning_tables,
+    )
 
     text = doc.read_text()
     runs = [d for d in load("continuation/*.json", results) if "metrics" in d]
     text = replace_block(text, "continuation", continuation_tables(runs))
     tuning = load("continuation/tuning.json", results)
     text = replace_block(text, "continuation-tuning", tuning_tables(tuning[0] if tuning else None))
+    recall = load("continuation/candidate_recall.json", results)
+    text = replace_block(
+        text, "candidate-recall", candidate_recall_table(recall[0] if recall else None)
+    )
+    served = load("benchmarks/recommender.json", results)
+    text = replace_block(text, "recommender-served", served_table(served[0] if served else None))
     text = replace_block(
         text, "sequential", sequential_models_table(load("sasrec_Video.json", results))
     )

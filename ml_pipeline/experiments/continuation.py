@@ -155,6 +155,35 @@ def score_system(
     return write_result(document, OUT / f"{system}_{split}.json")
 
 
+def candidate_recall(fitted: Fitted, exp: Experiment, split: str = "valid") -> dict[str, Any]:
+    """Per seed count: the share of the targets among each source's candidates (its quota of
+    them) and among their union, the candidates the ranker sees."""
+    recommender = fitted.recommender()
+    quotas = fitted.params.quotas
+    out: dict[str, Any] = {"quotas": quotas}
+    index = recommender.items.index
+    for n in SEED_COUNTS:
+        found = dict.fromkeys([*recommender.source_names, "union"], 0)
+        total = size = 0
+        cases = make_cases(exp.playlists(split), exp.data.tracks, n)
+        for case in cases:
+            query = recommender.query(list(case.seeds), case.title)
+            targets = {index[u] for u in case.targets if u in index}
+            for source in recommender.sources:
+                best = source.scored(query).top(quotas.get(source.name, 0))
+                found[source.name] += len(targets.intersection(best.tolist()))
+            union = recommender.candidates(query).items
+            found["union"] += len(targets.intersection(union.tolist()))
+            total += len(case.targets)
+            size += len(union)
+        row: dict[str, float] = {
+            name: round(hits / max(total, 1), 4) for name, hits in found.items()
+        }
+        row["union_size_mean"] = round(size / max(len(cases), 1), 1)
+        out[f"seeds_{n}"] = row
+    return out
+
+
 def test(exp: Experiment, split: str = "test") -> list[Path]:
     """Every peer, the two-stage recommender and its ablations, trained on the training files
     and scored on `split`."""
@@ -162,8 +191,10 @@ def test(exp: Experiment, split: str = "test") -> list[Path]:
     params = tuned_params(exp)
     fitted, ranker, record = train_two_stage(train, exp.data.tracks, params)
     trained = set(fitted.items.uris)
+    recall = {"split": "valid", "commit": git_commit(), **candidate_recall(fitted, exp)}
+    paths = [write_result(recall, OUT / "candidate_recall.json")]
     config = {"params": asdict(params)}
-    paths = [score_system(peer(fitted, name), exp, split, name, config, trained) for name in PEERS]
+    paths += [score_system(peer(fitted, name), exp, split, name, config, trained) for name in PEERS]
     two_stage = fitted.recommender(ranker)
     paths.append(
         score_system(two_stage, exp, split, "two_stage", {**config, "training": record}, trained)

@@ -4,7 +4,14 @@ log both to MLflow, register the candidate under the alias `staging`, and move i
 when it beats production by the margin (to `production` when there is none yet). Every decision
 is logged with its numbers (MLflow tags of the version, and the command's output).
 
-    musicrec retrain [--epochs 10] [--margin 0.02]
+    musicrec retrain [--epochs 10] [--margin 0.02] [--tuning results/continuation/tuning.json]
+
+The two-stage recommender is trained in the same run on the database's playlists (with the tuned
+source parameters, as `musicrec train-recommender`) and registered in the same model version, as
+its `recommender/` folder: one version number is the pair, and serving loads the recommender of
+the version it serves (inference/model.py). A database without playlists gives a version
+without one (serving then falls back to RECOMMENDER_PATH's). The decision compares the
+sequential models only.
 
 The holdout is each listener's last track, which last week's production model may have trained
 on: that favours production, so the comparison errs on the side of keeping it.
@@ -25,6 +32,7 @@ from sqlalchemy import Engine
 from ml_pipeline.data.sequences import SequenceData, pad_left
 from ml_pipeline.data.splits import Split
 from ml_pipeline.evaluation.metrics import evaluate_full_ranking
+from ml_pipeline.jobs.train_recommender import TUNING
 from ml_pipeline.models.hybrid import HybridConfig, HybridSASRec
 from ml_pipeline.training.training_record import write_training_record
 from musicrec.config import Settings
@@ -104,6 +112,7 @@ class Decision:
     production_version: str | None
     margin: float
     reason: str
+    recommender: str | None = None  # the version's two-stage recommender (None: it has none)
 
 
 def decide(
@@ -118,9 +127,31 @@ def decide(
     return "staging", f"{METRIC} {ours:.4f} < {theirs:.4f} x (1 + {margin}): stays in staging"
 
 
-def retrain(engine: Engine, settings: Settings, epochs: int, margin: float) -> Decision:
+def train_recommender(engine: Engine, settings: Settings, tuning: Path, stamp: str) -> Path | None:
+    """The two-stage recommender trained on the database's playlists, saved as a candidate
+    folder; None when the database holds no playlists."""
+    from ml_pipeline.data.playlists import playlists_from_database
+    from ml_pipeline.jobs.train_recommender import train_on, tuned
+    from ml_pipeline.training.recommender import ranker_split
+
+    playlists = playlists_from_database(engine)
+    if not playlists.playlists:
+        log.warning("no playlists in the database: the version gets no recommender")
+        return None
+    # The ranker learns on playlists the sources never saw: with too few playlists for both
+    # sides (one block of pids), the sources' scores are fused instead.
+    sources, ranked = ranker_split(playlists.playlists)
+    path = settings.var_dir / "models" / "candidates" / f"recommender-{stamp}"
+    train_on(playlists, "database", path, tuned(tuning), ranker=bool(sources and ranked))
+    return path
+
+
+def retrain(
+    engine: Engine, settings: Settings, epochs: int, margin: float, tuning: Path = TUNING
+) -> Decision:
     from mlflow import MlflowClient
 
+    from inference.model import RECOMMENDER_DIR
     from ml_pipeline.export.serving import export_serving
     from ml_pipeline.training.tracking import TrainingRun
     from ml_pipeline.training.train_transformer import evaluate
@@ -134,14 +165,22 @@ def retrain(engine: Engine, settings: Settings, epochs: int, margin: float) -> D
     model.save(path, data.vocabulary, {"dataset": "database", "trained_at": stamp})
     exported = export_serving(model, path, data.vocabulary)
     record = write_training_record(path, model="hybrid", epochs=curve, metrics=candidate)
-    params = {"model": "hybrid", "epochs": epochs, "margin": margin, **asdict(model.config)}
+    recommender = train_recommender(engine, settings, tuning, stamp)
+    params = {
+        "model": "hybrid",
+        "epochs": epochs,
+        "margin": margin,
+        "recommender": recommender is not None,
+        **asdict(model.config),
+    }
     with TrainingRun(f"retrain-{stamp}", params, settings) as run:
         run.log_metrics({"full_ranking": candidate}, prefix="candidate_")
         if production is not None:
             run.log_metrics({"full_ranking": production}, prefix="production_")
         for row in curve:
             run.log_epoch(row, model.config.lr)
-        version = run.register(path, [*exported, record])
+        folders = {RECOMMENDER_DIR: recommender} if recommender else {}
+        version = run.register(path, [*exported, record], folders)
     alias, reason = decide(candidate, production, margin)
     client = MlflowClient(settings.mlflow_tracking_uri)
     name = settings.registered_model_name
@@ -156,6 +195,7 @@ def retrain(engine: Engine, settings: Settings, epochs: int, margin: float) -> D
         current.version if current else None,
         margin,
         reason,
+        recommender.name if recommender else None,
     )
     client.set_model_version_tag(
         name, str(version), "retrain_decision", json.dumps(asdict(decision))

@@ -14,12 +14,15 @@ import time
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from musicrec.console import cli_errors, console
 from musicrec.errors import UserError
+
+if TYPE_CHECKING:
+    from ml_pipeline.data.playlists import PlaylistData
 
 TUNING = Path("results/continuation/tuning.json")
 
@@ -37,20 +40,37 @@ def tuned(path: Path) -> Any:
         raise UserError(f"{path} is not a tuning file ({exc})") from exc
 
 
-def train(data: Path, out: Path, params: Any, ranker: bool = True) -> dict[str, Any]:
-    from inference.recommender import artifact
+def train(
+    data: Path, out: Path, params: Any, ranker: bool = True, limit: int | None = None
+) -> dict[str, Any]:
     from ml_pipeline.data.playlists import load_playlists
+
+    started = time.perf_counter()
+    playlists = load_playlists([data], limit)
+    return train_on(playlists, str(data), out, params, ranker, started)
+
+
+def train_on(
+    playlists: PlaylistData,
+    data: str,
+    out: Path,
+    params: Any,
+    ranker: bool = True,
+    started: float | None = None,
+) -> dict[str, Any]:
+    """Train on these playlists (`data` says where they came from) and save to `out`; the
+    record's seconds count from `started` (default: now)."""
+    from inference.recommender import artifact
     from ml_pipeline.evaluation.results import git_commit
     from ml_pipeline.training.recommender import train_two_stage
 
-    started = time.perf_counter()
-    playlists = load_playlists([data])
+    started = time.perf_counter() if started is None else started
     fitted, trained_ranker, record = train_two_stage(
         playlists.playlists, playlists.tracks, params, with_ranker=ranker
     )
     record.update(
         version=datetime.now(UTC).strftime("recommender-%Y%m%dT%H%M%SZ"),
-        data=str(data),
+        data=data,
         commit=git_commit(),
         seconds=round(time.perf_counter() - started, 1),
         items=len(fitted.items),
@@ -81,7 +101,7 @@ def command(
             raise UserError("no MPD data: pass --data or set MPD_PATH")
         if not source.exists():
             raise UserError(f"{source}: no such file or folder")
-        target = out or settings.recommender_path or settings.var_dir / "models" / "recommender"
+        target = out or settings.recommender_dir
         record = train(source, target, tuned(tuning), ranker)
     console.print(
         f"trained {record['version']} on {record['playlists']:,} playlists "

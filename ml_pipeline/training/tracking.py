@@ -114,10 +114,16 @@ class TrainingRun:
             self.writer.add_scalar(key.replace(prefix, prefix.rstrip("_") + "/", 1), value)
         mlflow.log_metrics(flat)
 
-    def register(self, checkpoint: Path, extra_files: Sequence[Path] = ()) -> int:
+    def register(
+        self,
+        checkpoint: Path,
+        extra_files: Sequence[Path] = (),
+        folders: Mapping[str, Path] | None = None,
+    ) -> int:
         """Log the checkpoint (and e.g. its ONNX exports) under the run's `model` artifact
-        folder and register it as a new version of the settings' registered model. Returns the
-        version number; promotion (aliases) is a separate step."""
+        folder, and each of `folders` as its subfolder of that name (e.g. the two-stage
+        recommender trained with it), and register it all as a new version of the settings'
+        registered model. Returns the version number; promotion (aliases) is a separate step."""
         import mlflow
         from mlflow.exceptions import MlflowException
 
@@ -126,6 +132,8 @@ class TrainingRun:
         runtime = [p for p in ServingFiles(checkpoint).runtime() if p.is_file()]
         for path in dict.fromkeys([checkpoint, *extra_files, *runtime]):
             mlflow.log_artifact(str(path), artifact_path="model")
+        for name, folder in (folders or {}).items():
+            mlflow.log_artifacts(str(folder), artifact_path=f"model/{name}")
         client = mlflow.MlflowClient()
         name = self.settings.registered_model_name
         try:

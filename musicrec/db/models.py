@@ -243,6 +243,25 @@ class EventOutbox(Base):
     created_at: Mapped[datetime] = _created_at()
 
 
+class Exposure(Base):
+    """One answer of a model to a listener: which version served which tracks, when (the ML
+    service's clock). The promotion job compares the canary and production on the listeners
+    each version actually served, and on the feedback to the tracks it showed them."""
+
+    __tablename__ = "exposures"
+    # The promotion job reads one version's exposures since the canary started.
+    __table_args__ = (Index(None, "model_version", "served_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    served_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The stored listener id ("<app>:<id>"), as users.external_id: no lookup when serving.
+    user_id: Mapped[str] = mapped_column(String(USER_ID_MAX_CHARS))
+    # What the answer names as its model (a registered one: "<registered model>@v<n>").
+    model_version: Mapped[str] = mapped_column(String(128))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    tracks: Mapped[list[str]] = mapped_column(JSON)  # the recommended track URIs, in order
+
+
 # --- Feature tables ---------------------------------------------------------------------------
 # Offline sources of the Feast feature views (feature_store/): one row per entity and snapshot
 # time, written by feature_store/compute.py. `event_timestamp` is the instant the values hold

@@ -21,7 +21,7 @@ from musicrec.config import Settings
 from musicrec.db.bulk import write_batch
 from musicrec.db.migrate import upgrade
 from musicrec.events import EventType
-from musicrec.records import CatalogBatch, EventRecord, TrackRecord
+from musicrec.records import CatalogBatch, EventRecord, PlaylistRecord, TrackRecord
 from tests.ml_pipeline.styled_data import (
     styled_catalog,
     styled_tracks,
@@ -59,10 +59,12 @@ class ServingEnv:
         return [data.vocabulary[i] for i in data.sequences[data.users.index(user)]]
 
 
-def catalog_batch(app: str | None = None) -> CatalogBatch:
+def catalog_batch(app: str | None = None, playlists: bool = False) -> CatalogBatch:
     """The 36 tracks, and the first LISTENERS listeners of the styled catalog's plays over the
     last days before AS_OF; their ids "u0", ... are stored as "<app>:u0", ... when `app` is
-    given (the API's keys of that app see them as "u0")."""
+    given (the API's keys of that app see them as "u0"). With `playlists`, each listener's
+    plays are also a playlist named by their first track's style (what the two-stage
+    recommender trains on)."""
     batch = CatalogBatch()
     for i, (style, artist, title) in enumerate(styled_tracks()):
         batch.tracks[uri(i)] = TrackRecord(
@@ -84,6 +86,10 @@ def catalog_batch(app: str | None = None) -> CatalogBatch:
                     ms_played=190_000,
                 )
             )
+        if playlists:
+            uris = [data.vocabulary[item] for item in items]
+            name = f"{STYLE[uris[0]]} favourites"
+            batch.playlists.append(PlaylistRecord("tests", u, name, user, uris))
     return batch
 
 

@@ -20,7 +20,7 @@ from inference.recommender.artifact import SourceParams
 from ml_pipeline.data.playlists import PlaylistData, load_playlists
 from ml_pipeline.evaluation.continuation import make_cases
 from ml_pipeline.training.recommender import train_two_stage
-from tests.apps.serving_env import ServingEnv
+from tests.apps.serving_env import ADMIN_TOKEN, ServingEnv
 
 FILES = 40
 PARAMS = replace(SourceParams(), als_factors=16, als_iterations=3)
@@ -120,3 +120,24 @@ def test_a_seeds_other_release_is_not_recommended_back(
         got = client.post("/predict", params={"k": 500}, json=body).json()["recommended_tracks"]
     same_song = {table.uris[i] for i in np.flatnonzero(table.song_ids == table.song_ids[seed])}
     assert len(same_song) > 1 and not same_song & {t["track_uri"] for t in got}
+
+
+def test_a_recommender_retrained_in_place_is_reloaded(
+    trained: tuple[Path, object], make_env: Callable[..., ServingEnv], tmp_path: Path
+) -> None:
+    import os
+    import shutil
+
+    source, _ = trained
+    path = tmp_path / "recommender"
+    shutil.copytree(source, path)
+    env = make_env("embedded", recommender_path=path)
+    with TestClient(create_app(env.settings)) as client:
+        first = client.post("/predict", json={"name": "chill"}).headers["X-Model-Version"]
+        config = path / "recommender.json"
+        os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 10**9))
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        reloaded = client.post("/v1/admin/model/reload", headers=admin)
+        assert reloaded.status_code == 200, reloaded.text
+        second = client.post("/predict", json={"name": "chill"}).headers["X-Model-Version"]
+    assert first != second

@@ -144,3 +144,14 @@ def test_als_retrieves_among_warm_items_and_scores_any_candidate() -> None:
     best_warm = max((1, 3, 5, 0), key=lambda i: dense[i])
     assert scored.top(1).tolist() == [best_warm]
     assert np.allclose(scored.at(np.arange(6)), dense, atol=1e-6)
+
+
+def test_seed_similarities_add_up_to_the_sources_scores() -> None:
+    knn = ItemKNN(plays(), alpha=0.3)
+    q, items = query(0, 2), np.arange(5)
+    sims = knn.seed_similarity(q, items)
+    assert sims is not None and sims.shape == (2, 5)
+    assert np.allclose(sims.sum(axis=0), knn.scores(q), atol=1e-6)
+    factors = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    cosine = ALSFoldIn(factors, 0.1, 2.0).seed_similarity(q, items)
+    assert cosine is not None and np.allclose(np.diag(cosine[:, [0, 2]]), 1.0, atol=1e-6)

@@ -15,8 +15,8 @@ from musicrec.db.engine import make_engine
 
 
 def test_step_order_is_the_documented_pipeline() -> None:
-    assert [s.name for s in STEPS][:6] == [
-        "migrate", "ingest", "summary", "features", "train", "recommend"
+    assert [s.name for s in STEPS][:7] == [
+        "migrate", "ingest", "summary", "features", "train", "train-recommender", "recommend"
     ]  # fmt: skip
 
 
@@ -53,11 +53,14 @@ def test_demo_without_real_data_uses_the_generator(tmp_path: Path) -> None:
 
 def test_demo_with_real_data_joins_features(tmp_path: Path, shared_data: Path) -> None:
     settings = Settings(var_dir=tmp_path / "var", shared_data_dir=shared_data)
-    ctx = run_demo(DemoOptions(limit=60, epochs=2), settings)
+    ctx = run_demo(DemoOptions(limit=60, epochs=2, recommender_playlists=300), settings)
     counts = ctx.results["counts"]
     assert ctx.results["dataset"] == "mpd"
     assert counts["playlists"] == 60 and counts["listening_events"] == counts["playlist_tracks"]
     assert counts["tracks_with_audio_features"] > 0
+    # /predict was answered by the two-stage recommender trained on the MPD folder's playlists.
+    assert (ctx.results["recommender"] / "ranker.txt").is_file()
+    assert ctx.results["predict"]["unmatched_seeds"] == []
     # The page's key is the app mpd's, whose listeners the ingest stored as mpd:<source>:<pid>.
     _, key = ctx.results["webapp_url"].split("#key=")
     info = ApiKeys(ctx.engine, 0).verify(key)

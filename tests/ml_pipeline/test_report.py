@@ -29,6 +29,8 @@ BLOCKS = "".join(
     for name in (
         "continuation",
         "continuation-tuning",
+        "recommender-served",
+        "candidate-recall",
         "models",
         "cold-start",
         "onnx-parity",
@@ -107,10 +109,8 @@ def test_benchmarks_not_run_yet_say_so(tmp_path: Path, results: Path) -> None:
     doc = tmp_path / "results.md"
     doc.write_text("<!-- generated:sequential -->\n<!-- end:sequential -->\n" + BLOCKS)
     main(doc, results)
-    # cold start, inference, training speed, interest graph
-    assert (
-        doc.read_text().count("(not measured yet)") == 5
-    )  # 4 benchmarks and the continuation runs
+    # cold start, inference, training speed, interest graph, and the continuation blocks
+    assert doc.read_text().count("(not measured yet)") == 7
 
 
 def _doc(model: str, split: str, **metrics: dict[str, float]) -> dict[str, object]:
@@ -230,3 +230,27 @@ def test_continuation_tables_show_each_system_with_intervals_and_the_ratio_to_al
     }
     table = tuning_tables(tuning)
     assert "best als_factors = 16" in table and table.index("| 16 |") < table.index("| 8 |")
+
+
+def test_served_recommender_table() -> None:
+    from ml_pipeline.evaluation.continuation_report import served_table
+
+    ms = {"p50_ms": 5.0, "p99_ms": 9.0}
+    stages = {s: ms for s in ("candidates", "features", "ranker", "total")}
+    http = {"closed_loop": ms, "open_loop_50_rps": ms}
+    doc = {
+        "test_playlists": 3,
+        "items": 10,
+        "served_equals_offline": True,
+        "commit": "abc",
+        "load_average_before": [0.5, 0.5, 0.5],
+        "cpus": 2,
+        "in_process_k10": {"5 seeds": stages},
+        "quality_through_predict_k500": {"5 seeds": {"ndcg@10": 0.3, "r_precision": 0.2}},
+        "http_predict_k10": {"healthz": http, "5 seeds": http},
+    }
+    table = served_table(doc)
+    assert (
+        "| 5 seeds | 0.3000 | 0.2000 | 5.0 / 9.0 (5.0, 5.0, 5.0) | 5.0 / 9.0 | 9.0 | 9.0 |" in table
+    )
+    assert "**True**" in table and "50 requests/s" in table

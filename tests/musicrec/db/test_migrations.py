@@ -18,6 +18,7 @@ TABLES = {
     "user_interest_graph",
     "api_keys",
     "feat_user_recent_tracks",
+    "exposures",
 }
 
 
@@ -96,3 +97,31 @@ def test_keys_made_before_scopes_keep_working(empty_engine: Engine) -> None:
     downgrade(empty_engine, "0007")
     with empty_engine.connect() as conn:
         assert conn.execute(text("SELECT name FROM api_keys")).scalars().all() == ["old-app"]
+
+
+@backends
+def test_exposures_come_and_go_with_0009(empty_engine: Engine) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from apps.ml.exposures import EXPOSURES
+
+    upgrade(empty_engine, "0008")
+    upgrade(empty_engine)
+    row = {
+        "served_at": datetime(2026, 11, 20, 12, 0, 0, 250_000, tzinfo=UTC),
+        "user_id": "tests:u1",
+        "model_version": "musicrec-sasrec@v2",
+        "request_id": None,
+        "tracks": ["spotify:track:a", "spotify:track:b"],
+    }
+    with empty_engine.begin() as conn:
+        conn.execute(EXPOSURES.insert(), row)
+        stored = conn.execute(select(EXPOSURES.c.tracks, EXPOSURES.c.served_at)).one()
+    assert stored.tracks == row["tracks"]
+    served = stored.served_at
+    assert (served if served.tzinfo else served.replace(tzinfo=UTC)) == row["served_at"]
+    downgrade(empty_engine, "0008")
+    assert "exposures" not in inspect(empty_engine).get_table_names()
+    assert "api_keys" in inspect(empty_engine).get_table_names()
