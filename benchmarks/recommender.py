@@ -95,7 +95,12 @@ def over_http(model: Path, cases: dict[str, list[Case]], rate: int, seconds: flo
     """From `musicrec serve` (one worker): /predict's quality, then /predict?k=10 and /healthz
     in closed loop and open loop at `rate` requests/s."""
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(var_dir=Path(tmp) / "var", recommender_path=model)
+        settings = Settings(  # no rate limit: the load generator is one client address
+            var_dir=Path(tmp) / "var",
+            recommender_path=model,
+            rate_limit_per_second=1e6,
+            rate_limit_burst=10**6,
+        )
         engine = make_engine(settings=settings)
         upgrade(engine)
         engine.dispose()

@@ -44,7 +44,9 @@ class SourceParams:
     als_regularization: float = 0.05
     als_alpha: float = 10.0
     als_iterations: int = 20
-    als_min_playlists: int = 2  # ALS retrieves among the tracks in at least this many playlists
+    # ALS retrieves among the tracks in at least this many playlists (any candidate still gets its
+    # ALS score): 3 kept validation NDCG@10 within 0.001 of 2 and cut 2 ms of a 10 ms request.
+    als_min_playlists: int = 3
     knn_alpha: float = 0.5
     playlist_shrink: float = 0.5
     playlist_power: float = 2.0

@@ -1,6 +1,6 @@
-"""The second stage: a LightGBM model (LambdaRank) that scores candidates from their features.
-Serving loads it from LightGBM's own text format and predicts on one thread (a request's few
-hundred rows gain nothing from more on 2 cores)."""
+"""The second stage: a LightGBM learning-to-rank model (listwise, rank_xendcg) that scores
+candidates from their features. Serving loads it from LightGBM's own text format and predicts
+on one thread (a request's few hundred rows gain nothing from more on 2 cores)."""
 
 from __future__ import annotations
 

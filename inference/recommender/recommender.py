@@ -1,6 +1,6 @@
 """The two-stage recommender: candidates from every source (each source's best, a few hundred in
-all), ranked by a LightGBM LambdaRank model over the candidates' features, or, without a ranker,
-by reciprocal rank fusion of the sources (the ablation's "ranker off").
+all), ranked by a LightGBM learning-to-rank model over the candidates' features, or, without a
+ranker, by reciprocal rank fusion of the sources (the ablation's "ranker off").
 
 A seed's own song (any release of it) is never recommended back.
 """

@@ -152,9 +152,9 @@ class PlaylistKNN(Source):
 
 
 class ALSFoldIn(Source):
-    """Candidates come from the items in at least two training playlists (a third of the
-    catalog, and nearly every correct one: a track in one playlist has a poorly learned
-    vector); any candidate's score is its own dot product."""
+    """Candidates come from the `retrievable` items (those in a few training playlists at
+    least: a track in one playlist has a poorly learned vector, and scanning fewer vectors is
+    most of this source's cost); any candidate's score is its own dot product."""
 
     name = "als"
 

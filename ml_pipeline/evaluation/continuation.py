@@ -96,6 +96,7 @@ def bootstrap_interval(
 class Scored:
     per_case: dict[str, np.ndarray]
     seconds: float
+    ranked: list[list[str]]  # each case's recommendations, as scored
 
     def summary(self) -> dict[str, object]:
         out: dict[str, object] = {"cases": len(next(iter(self.per_case.values())))}
@@ -109,20 +110,20 @@ class Scored:
 
 def evaluate(recommend: Recommend, cases: Sequence[Case], depth: int = DEPTH) -> Scored:
     started = time.perf_counter()
-    rows = [case_metrics(recommend(c.seeds, c.title, depth), c.targets) for c in cases]
+    ranked = [list(recommend(c.seeds, c.title, depth)) for c in cases]
     seconds = time.perf_counter() - started
+    rows = [case_metrics(r, c.targets) for r, c in zip(ranked, cases, strict=True)]
     per_case = {m: np.array([r[m] for r in rows]) for m in METRICS}
-    return Scored(per_case, seconds)
+    return Scored(per_case, seconds, ranked)
 
 
 def cold_share(
-    recommend: Recommend, cases: Sequence[Case], trained: set[str], k: int = 10
+    scored: Scored, cases: Sequence[Case], trained: set[str], k: int = 10
 ) -> dict[str, float]:
     """Tracks never heard in training: the share of the correct top-k that are such tracks,
     and their recall@500 (how many of the cold targets the system finds)."""
     correct = correct_cold = cold_targets = cold_found = 0
-    for c in cases:
-        ranked = list(recommend(c.seeds, c.title, DEPTH))
+    for c, ranked in zip(cases, scored.ranked, strict=True):
         cold = {t for t in c.targets if t not in trained}
         hits = [u for u in ranked[:k] if u in c.targets]
         correct += len(hits)

@@ -77,8 +77,10 @@ def as_recommend(recommender: TwoStageRecommender) -> Recommend:
 
 
 def peer(fitted: Fitted, name: str) -> TwoStageRecommender:
-    """One source alone: its 500 best, in its own order."""
-    source = next(s for s in fitted.sources() if s.name == name)
+    """One source alone: its 500 best, in its own order. ALS as a peer ranks every track (the
+    product's ALS source retrieves among the tracks of a few playlists only, for speed)."""
+    everything = replace(fitted, params=replace(fitted.params, als_min_playlists=1))
+    source = next(s for s in everything.sources() if s.name == name)
     return TwoStageRecommender(fitted.items, [source], {name: 500})
 
 
@@ -139,8 +141,9 @@ def score_system(
     recommend = as_recommend(recommender)
     for n in SEED_COUNTS:
         cases = make_cases(playlists, exp.data.tracks, n)
-        metrics[f"seeds_{n}"] = evaluate(recommend, cases).summary()
-        metrics[f"seeds_{n}"].update(cold_share(recommend, cases, trained))
+        scored = evaluate(recommend, cases)
+        metrics[f"seeds_{n}"] = scored.summary()
+        metrics[f"seeds_{n}"].update(cold_share(scored, cases, trained))
         log.info("%s %s seeds=%d %s", system, split, n, metrics[f"seeds_{n}"])
     document = {
         "dataset": exp.name,

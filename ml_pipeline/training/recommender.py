@@ -5,7 +5,7 @@
    candidates of playlists the sources never saw, as serving will meet them.
 2. Each ranker playlist is cut into a title and its first n tracks (n in CUT_SEEDS) against the
    rest, like the evaluation's cases; its candidates, labelled by whether they are in the rest,
-   train a LightGBM LambdaRank model (one query group per cut).
+   train a LightGBM ranking model (rank_xendcg; one query group per cut).
 3. The sources are fitted again on every training playlist, and saved with the ranker.
 """
 
@@ -38,7 +38,9 @@ CUT_SEEDS = (0, 1, 5, 10, 25)
 # this (features are computed over all the candidates first, so they are what serving sees).
 GROUP_ROWS = 150
 RANKER_PARAMS: dict[str, Any] = {
-    "objective": "lambdarank",
+    # Listwise (Bruch 2019): on the validation files it matched or beat lambdarank (NDCG@10
+    # 0.257 / 0.284 with 1 / 5 seeds against 0.255 / 0.280) and trains several times faster.
+    "objective": "rank_xendcg",
     "metric": "ndcg",
     "eval_at": [10, 100],
     "learning_rate": 0.05,
@@ -47,7 +49,6 @@ RANKER_PARAMS: dict[str, Any] = {
     "feature_fraction": 0.8,
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
-    "lambdarank_truncation_level": 30,
     "verbose": -1,
     "seed": 0,
 }
