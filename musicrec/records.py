@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from musicrec.events import EventType
+from musicrec.events import EventType, ListeningEvent
 
 
 @dataclass(slots=True)
@@ -64,6 +64,21 @@ class EventRecord:
     device: str | None = None
     session_id: str | None = None
     position: int | None = None
+
+    @classmethod
+    def from_event(cls, e: ListeningEvent) -> EventRecord:
+        """The row of a feedback event, as the consumer stores it."""
+        return cls(
+            event_id=e.event_id,
+            user_external_id=e.user_id,
+            track_uri=e.track_id,
+            event_type=e.event_type,
+            occurred_at=e.occurred_at,
+            ms_played=e.ms_played,
+            device=e.context.device,
+            session_id=e.context.session_id,
+            position=e.context.position,
+        )
 
 
 @dataclass

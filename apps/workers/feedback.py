@@ -186,7 +186,10 @@ class FeedbackSink:
             new = [e for e in unique if e.event_id not in stored and e.track_id in known]
             rejected = [e for e in unique if e.event_id not in stored and e.track_id not in known]
             writer.write(
-                CatalogBatch(users={e.user_id: None for e in new}, events=[_record(e) for e in new])
+                CatalogBatch(
+                    users={e.user_id: None for e in new},
+                    events=[EventRecord.from_event(e) for e in new],
+                )
             )
             dead = [
                 DeadLetter(
@@ -280,20 +283,6 @@ def stop_on_signals(stop: Callable[[], None]) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, handler)
-
-
-def _record(e: ListeningEvent) -> EventRecord:
-    return EventRecord(
-        event_id=e.event_id,
-        user_external_id=e.user_id,
-        track_uri=e.track_id,
-        event_type=e.event_type,
-        occurred_at=e.occurred_at,
-        ms_played=e.ms_played,
-        device=e.context.device,
-        session_id=e.context.session_id,
-        position=e.context.position,
-    )
 
 
 class InProcessConsumer:

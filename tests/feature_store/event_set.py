@@ -73,18 +73,5 @@ def batch() -> CatalogBatch:
 def store_events(engine: Engine, events: Sequence[ListeningEvent]) -> None:
     """Store events as the feedback consumer does before it pushes them (a new listener gets a
     users row)."""
-    records = [
-        EventRecord(
-            event_id=e.event_id,
-            user_external_id=e.user_id,
-            track_uri=e.track_id,
-            event_type=e.event_type,
-            occurred_at=e.occurred_at,
-            ms_played=e.ms_played,
-            device=e.context.device,
-            session_id=e.context.session_id,
-            position=e.context.position,
-        )
-        for e in events
-    ]
+    records = [EventRecord.from_event(e) for e in events]
     write_batch(engine, CatalogBatch(users={e.user_id: None for e in events}, events=records))
