@@ -80,9 +80,13 @@ class _ThreadServer(uvicorn.Server):
 class Served:
     url: str
     server: uvicorn.Server
+    thread: threading.Thread
 
     def stop(self) -> None:
+        """Shut the server down and wait for it: when this returns, nothing answers on the port
+        (setting should_exit alone left it answering for a while on a busy machine)."""
         self.server.should_exit = True
+        self.thread.join(15)
 
 
 def free_port(host: str = "127.0.0.1", preferred: int = 0) -> int:
@@ -110,8 +114,8 @@ def serve_in_background(app: Any, host: str = "127.0.0.1", port: int = 0) -> Ite
         if not thread.is_alive() or time.monotonic() > deadline:
             raise UserError(f"the server did not start on {host}:{port}")
         time.sleep(0.02)
+    served = Served(f"http://{host}:{port}", server, thread)
     try:
-        yield Served(f"http://{host}:{port}", server)
+        yield served
     finally:
-        server.should_exit = True
-        thread.join(15)
+        served.stop()
