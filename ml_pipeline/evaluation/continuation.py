@@ -21,6 +21,8 @@ from inference.recommender.items import Seed
 from ml_pipeline.data.playlists import Playlist, TrackInfo
 
 SEED_COUNTS = (0, 1, 5, 10, 25)
+# Also measured with the title withheld: an app may send the seed tracks alone.
+UNTITLED_SEED_COUNTS = (1, 5)
 DEPTH = 500  # recommendations per query, as in the challenge
 METRICS = ("ndcg@10", "hr@10", "recall@10", "r_precision", "ndcg@500", "recall@500")
 BOOTSTRAP_SAMPLES = 1000
@@ -42,9 +44,13 @@ Recommend = Callable[[Sequence[Seed], str, int], Sequence[str]]
 
 
 def make_cases(
-    playlists: Sequence[Playlist], tracks: dict[str, TrackInfo], n_seeds: int
+    playlists: Sequence[Playlist],
+    tracks: dict[str, TrackInfo],
+    n_seeds: int,
+    titled: bool = True,
 ) -> list[Case]:
-    """One case per playlist long enough to keep at least one target after n_seeds seeds."""
+    """One case per playlist long enough to keep at least one target after n_seeds seeds;
+    without its title unless `titled`."""
     cases = []
     for p in playlists:
         seeds = p.tracks[:n_seeds]
@@ -53,7 +59,7 @@ def make_cases(
         targets = frozenset(p.tracks[n_seeds:]) - set(seeds)
         if targets:
             named = tuple(Seed(tracks[u].name, tracks[u].artist, u) for u in seeds)
-            cases.append(Case(p.name, named, targets))
+            cases.append(Case(p.name if titled else "", named, targets))
     return cases
 
 

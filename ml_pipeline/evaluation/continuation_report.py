@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-SEED_ORDER = ("seeds_5", "seeds_1", "seeds_0", "seeds_10", "seeds_25")
+SEED_ORDER = (
+    "seeds_5",
+    "seeds_1",
+    "seeds_5_untitled",
+    "seeds_1_untitled",
+    "seeds_0",
+    "seeds_10",
+    "seeds_25",
+)
 REFERENCE = "als"
 # Peers first, then the product and its ablations.
 ORDER = ("popularity", "item_knn", "playlist_knn", "als", "two_stage", "two_stage-no_ranker")
@@ -40,13 +48,16 @@ def continuation_tables(documents: list[dict[str, Any]], split: str = "test") ->
         f"commit {first['commit']}."
     ]
     for seeds in SEED_ORDER:
+        if seeds not in first["metrics"]:  # measured before it was added
+            continue
         reference = next((d["metrics"][seeds] for d in docs if d["model"] == REFERENCE), None)
         n = seeds.split("_")[1]
-        cases = docs[0]["metrics"][seeds]["cases"]
+        cases = first["metrics"][seeds]["cases"]
         out += [
             "",
             f"**{n} seed{'s' if n != '1' else ''}**"
             + (" (the title alone)" if n == "0" else "")
+            + (", no title (the tracks alone)" if seeds.endswith("untitled") else "")
             + f", {cases:,} playlists:",
             "",
             "| system | NDCG@10 [95% CI] | HR@10 | Recall@10 | R-precision [95% CI] | NDCG@500 "
@@ -54,6 +65,8 @@ def continuation_tables(documents: list[dict[str, Any]], split: str = "test") ->
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for doc in docs:
+            if seeds not in doc["metrics"]:
+                continue
             m = doc["metrics"][seeds]
             cells = [
                 doc["model"].replace("two_stage", "**two-stage**"),

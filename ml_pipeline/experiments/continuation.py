@@ -27,6 +27,7 @@ from inference.recommender.recommender import TwoStageRecommender
 from ml_pipeline.data.playlists import PlaylistData, load_playlists, split_files
 from ml_pipeline.evaluation.continuation import (
     SEED_COUNTS,
+    UNTITLED_SEED_COUNTS,
     Recommend,
     cold_share,
     evaluate,
@@ -139,12 +140,14 @@ def score_system(
     started = time.perf_counter()
     metrics: dict[str, Any] = {}
     recommend = as_recommend(recommender)
-    for n in SEED_COUNTS:
-        cases = make_cases(playlists, exp.data.tracks, n)
+    queries = [(n, True) for n in SEED_COUNTS] + [(n, False) for n in UNTITLED_SEED_COUNTS]
+    for n, titled in queries:
+        key = f"seeds_{n}" + ("" if titled else "_untitled")
+        cases = make_cases(playlists, exp.data.tracks, n, titled)
         scored = evaluate(recommend, cases)
-        metrics[f"seeds_{n}"] = scored.summary()
-        metrics[f"seeds_{n}"].update(cold_share(scored, cases, trained))
-        log.info("%s %s seeds=%d %s", system, split, n, metrics[f"seeds_{n}"])
+        metrics[key] = scored.summary()
+        metrics[key].update(cold_share(scored, cases, trained))
+        log.info("%s %s %s %s", system, split, key, metrics[key])
     document = {
         "dataset": exp.name,
         "split": split,

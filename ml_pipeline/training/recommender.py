@@ -4,8 +4,9 @@
    the sources' files. The sources are fitted on theirs alone, so the ranker learns from
    candidates of playlists the sources never saw, as serving will meet them.
 2. Each ranker playlist is cut into a title and its first n tracks (n in CUT_SEEDS) against the
-   rest, like the evaluation's cases; its candidates, labelled by whether they are in the rest,
-   train a LightGBM ranking model (rank_xendcg; one query group per cut).
+   rest, like the evaluation's cases, once with its title and once without (an app may send
+   seeds alone); its candidates, labelled by whether they are in the rest, train a LightGBM
+   ranking model (rank_xendcg; one query group per cut).
 3. The sources are fitted again on every training playlist, and saved with the ranker.
 """
 
@@ -147,7 +148,11 @@ def _sampled(label: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np
 
 
 def cut_cases(playlists: Sequence[Playlist], tracks: dict[str, TrackInfo]) -> list[Case]:
-    return [c for n in CUT_SEEDS for c in make_cases(playlists, tracks, n)]
+    """Every cut, titled and (with seeds) untitled. Training on both raised validation NDCG@10
+    with 1 / 5 seeds from 0.253 / 0.279 to 0.259 / 0.284 with titles and from 0.240 / 0.277
+    to 0.244 / 0.280 without (only titled: a query without one was never seen)."""
+    cases = [c for n in CUT_SEEDS for c in make_cases(playlists, tracks, n)]
+    return cases + [replace(c, title="") for c in cases if c.seeds and c.title]
 
 
 def train_ranker(

@@ -39,6 +39,9 @@ def test_cases_take_the_first_n_as_seeds_and_every_later_distinct_track_as_targe
     title_only = make_cases(playlists, tracks, 0)
     assert [c.targets for c in title_only] == [{"a", "b", "c", "d"}, {"e"}]
     assert make_cases(playlists, tracks, 6) == []  # nothing left to find
+    (untitled,) = make_cases(playlists, tracks, 2, titled=False)
+    assert untitled.title == ""
+    assert (untitled.seeds, untitled.targets) == (case.seeds, case.targets)
 
 
 def test_metrics_by_hand() -> None:
@@ -71,3 +74,15 @@ def test_evaluate_summarises_every_metric_with_an_interval() -> None:
     summary = evaluate(lambda seeds, title, k: ["b", "c", "d"], cases).summary()
     assert summary["cases"] == 3 and summary["ndcg@10"] == 1.0 and summary["r_precision"] == 1.0
     assert summary["ndcg@10_ci95"] == [1.0, 1.0]
+
+
+def test_the_ranker_trains_on_every_cut_with_and_without_its_title() -> None:
+    from ml_pipeline.training.recommender import CUT_SEEDS, cut_cases
+
+    tracks = {u: TrackInfo(u.upper(), "artist") for u in "abcdefghijklmnopqrstuvwxyz"}
+    playlists = [Playlist("f1", 1, "Mix", tuple("abcdefghijklmnopqrstuvwxyz"))]
+    cases = cut_cases(playlists, tracks)
+    titled = sorted(c.n_seeds for c in cases if c.title == "Mix")
+    untitled = sorted(c.n_seeds for c in cases if c.title == "")
+    assert titled == list(CUT_SEEDS)
+    assert untitled == [n for n in CUT_SEEDS if n]  # no seeds and no title: nothing to learn

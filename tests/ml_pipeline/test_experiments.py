@@ -53,12 +53,13 @@ def test_tune_then_test_writes_every_system_and_the_report_renders(
     assert {"two_stage-no_als", "two_stage-no_title"} <= models
     for doc in documents:
         assert doc["config"]["params"]["knn_alpha"] == best["knn_alpha"]  # the tuned value
-        for n in (0, 1, 5, 10, 25):
-            metrics = doc["metrics"][f"seeds_{n}"]
+        for key in ("0", "1", "5", "10", "25", "1_untitled", "5_untitled"):
+            metrics = doc["metrics"][f"seeds_{key}"]
             low, high = metrics["ndcg@10_ci95"]
             assert low <= metrics["ndcg@10"] <= high
     two_stage = next(d for d in documents if d["model"] == "two_stage")
     assert two_stage["config"]["training"]["ranker"]["importance"]
     table = continuation_tables(documents, "valid")
     assert "**two-stage**" in table and "NDCG@10 / ALS" in table
+    assert "5 seeds**, no title (the tracks alone)" in table
     assert "best knn_alpha" in tuning_tables(tuning)
