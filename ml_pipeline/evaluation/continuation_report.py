@@ -17,7 +17,15 @@ SEED_ORDER = (
 )
 REFERENCE = "als"
 # Peers first, then the product and its ablations.
-ORDER = ("popularity", "item_knn", "playlist_knn", "als", "two_stage", "two_stage-no_ranker")
+ORDER = (
+    "popularity",
+    "item_knn",
+    "playlist_knn",
+    "als",
+    "sasrec",
+    "two_stage",
+    "two_stage-no_ranker",
+)
 
 
 def _rank(model: str) -> tuple[int, str]:

@@ -34,6 +34,7 @@ from ml_pipeline.evaluation.continuation import (
     make_cases,
 )
 from ml_pipeline.evaluation.results import RESULTS_DIR, git_commit, write_result
+from ml_pipeline.experiments.sasrec_peer import SASRecPeerParams, train_peer
 from ml_pipeline.training.recommender import fit_sources, refit, train_two_stage
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ def tuned_params(exp: Experiment) -> SourceParams:
 
 
 def score_system(
-    recommender: TwoStageRecommender,
+    recommend: Recommend,
     exp: Experiment,
     split: str,
     system: str,
@@ -139,7 +140,6 @@ def score_system(
     playlists = exp.playlists(split)
     started = time.perf_counter()
     metrics: dict[str, Any] = {}
-    recommend = as_recommend(recommender)
     queries = [(n, True) for n in SEED_COUNTS] + [(n, False) for n in UNTITLED_SEED_COUNTS]
     for n, titled in queries:
         key = f"seeds_{n}" + ("" if titled else "_untitled")
@@ -190,7 +190,9 @@ def candidate_recall(fitted: Fitted, exp: Experiment, split: str = "valid") -> d
     return out
 
 
-def test(exp: Experiment, split: str = "test") -> list[Path]:
+def test(
+    exp: Experiment, split: str = "test", sasrec_params: SASRecPeerParams | None = None
+) -> list[Path]:
     """Every peer, the two-stage recommender and its ablations, trained on the training files
     and scored on `split`."""
     train = exp.playlists("train")
@@ -200,18 +202,25 @@ def test(exp: Experiment, split: str = "test") -> list[Path]:
     recall = {"split": "valid", "commit": git_commit(), **candidate_recall(fitted, exp)}
     paths = [write_result(recall, OUT / "candidate_recall.json")]
     config = {"params": asdict(params)}
-    paths += [score_system(peer(fitted, name), exp, split, name, config, trained) for name in PEERS]
-    two_stage = fitted.recommender(ranker)
+    for name in PEERS:
+        paths.append(
+            score_system(as_recommend(peer(fitted, name)), exp, split, name, config, trained)
+        )
+    sasrec, sasrec_record = train_peer(
+        train, exp.playlists("valid"), sasrec_params or SASRecPeerParams()
+    )
+    paths.append(score_system(sasrec, exp, split, "sasrec", {"training": sasrec_record}, trained))
+    two_stage = as_recommend(fitted.recommender(ranker))
     paths.append(
         score_system(two_stage, exp, split, "two_stage", {**config, "training": record}, trained)
     )
-    paths.append(
-        score_system(fitted.recommender(), exp, split, "two_stage-no_ranker", config, trained)
-    )
+    no_ranker = as_recommend(fitted.recommender())
+    paths.append(score_system(no_ranker, exp, split, "two_stage-no_ranker", config, trained))
     for source in params.quotas:
         quotas = {**params.quotas, source: 0}
         ablated = TwoStageRecommender(fitted.items, fitted.sources(), quotas, ranker)
-        paths.append(score_system(ablated, exp, split, f"two_stage-no_{source}", config, trained))
+        name = f"two_stage-no_{source}"
+        paths.append(score_system(as_recommend(ablated), exp, split, name, config, trained))
     return paths
 
 

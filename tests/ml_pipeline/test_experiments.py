@@ -1,7 +1,7 @@
 """The continuation experiment end to end on a few real MPD files: tuning writes every grid
 setting with its validation score, the test run writes one result file per system (the peers,
-the two-stage recommender and its ablations) with every seed count, and the report renders
-them."""
+the product's SASRec, the two-stage recommender and its ablations) with every seed count, and
+the report renders them."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from ml_pipeline.data.playlists import load_playlists, split_files
 from ml_pipeline.evaluation.continuation_report import continuation_tables, tuning_tables
 from ml_pipeline.experiments import continuation as experiment
+from ml_pipeline.experiments.sasrec_peer import SASRecPeerParams
 
 
 @pytest.fixture
@@ -44,15 +45,17 @@ def test_tune_then_test_writes_every_system_and_the_report_renders(
     assert best["knn_alpha"] == tuning["item_knn"]["best"]["knn_alpha"]
     assert all(0 <= row["objective"] <= 1 for row in tuning["als"]["rows"])
 
-    paths = experiment.test(small, "valid")
+    tiny_sasrec = SASRecPeerParams(embedding_dim=16, epochs=2, eval_every=1)
+    paths = experiment.test(small, "valid", tiny_sasrec)
     recall = json.loads((tmp_path / "candidate_recall.json").read_text())
     assert 0 < recall["seeds_5"]["als"] <= recall["seeds_5"]["union"] <= 1
     documents = [json.loads(p.read_text()) for p in paths if "metrics" in p.read_text()]
     models = {d["model"] for d in documents}
-    assert {"popularity", "item_knn", "als", "two_stage", "two_stage-no_ranker"} <= models
+    assert {"popularity", "item_knn", "als", "sasrec", "two_stage", "two_stage-no_ranker"} <= models
     assert {"two_stage-no_als", "two_stage-no_title"} <= models
     for doc in documents:
-        assert doc["config"]["params"]["knn_alpha"] == best["knn_alpha"]  # the tuned value
+        if doc["model"] != "sasrec":  # the sources' tuned value
+            assert doc["config"]["params"]["knn_alpha"] == best["knn_alpha"]
         for key in ("0", "1", "5", "10", "25", "1_untitled", "5_untitled"):
             metrics = doc["metrics"][f"seeds_{key}"]
             low, high = metrics["ndcg@10_ci95"]
